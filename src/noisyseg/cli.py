@@ -1,0 +1,147 @@
+"""The `noisyseg` command line: a thin layer over noisyseg.api.
+
+Every user-facing error (NoisySegError) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import NoisySegError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Medical image segmentation that stays accurate when the training labels are wrong.")
+
+
+def handle_errors(fn):
+    """Run a command; print a NoisySegError as one line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NoisySegError as exc:
+            typer.echo(f"noisyseg: error: {exc}", err=True)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Convention(str, Enum):
+    monai = "monai"
+    medpy = "medpy"
+
+
+@app.command()
+@handle_errors
+def train(
+    data: Path = typer.Option(..., help="dataset folder (Decathlon, LA/Pancreas h5, BraTS or Kvasir layout)"),
+    method: str = typer.Option("supervised", help="training method (see `noisyseg methods`)"),
+    out: Path = typer.Option(..., help="run folder to create (or to continue with --resume)"),
+    config: Optional[Path] = typer.Option(None, help="YAML config"),
+    seed: Optional[int] = typer.Option(None, help="overrides train.seed"),
+    max_steps: Optional[int] = typer.Option(None, help="total optimisation steps (also after --resume)"),
+    device: Optional[Device] = typer.Option(None, help="overrides train.device"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    clean_cases: Optional[Path] = typer.Option(None, help="text file of trusted case ids, one per line"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Train a method on a dataset."""
+    from . import api
+
+    res = api.train(data=data, method=method, out=out, config=config, seed=seed, max_steps=max_steps,
+                    device=device.value if device else None, resume=resume, clean_cases=clean_cases,
+                    progress=not quiet)
+    state = "interrupted (resume with --resume)" if res.interrupted else "done"
+    typer.echo(f"{state}: {res.steps_done} steps, best validation Dice {res.best_score:.4f} "
+               f"at step {res.best_step}; run in {res.run_dir}")
+    if res.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+@handle_errors
+def predict(
+    run: Path = typer.Option(..., help="a trained run folder"),
+    images: Path = typer.Option(..., help="folder of images (NIfTI, PNG) or a dataset folder"),
+    out: Path = typer.Option(..., help="folder for the predicted label maps (same file names)"),
+    checkpoint: str = typer.Option("best", help="best (validation-selected) or last"),
+    device: Device = typer.Option(Device.auto),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Predict label maps for every image of a folder with a trained run."""
+    from . import api
+
+    paths = api.predict(run=run, images=images, out=out, checkpoint=checkpoint, device=device.value,
+                        progress=not quiet)
+    typer.echo(f"wrote {len(paths)} predictions to {out}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    pred: Path = typer.Option(..., help="folder of predicted label maps"),
+    truth: Path = typer.Option(..., help="folder of reference label maps (matched by file name)"),
+    out: Path = typer.Option(..., help="folder for metrics.csv and summary.json"),
+    convention: Convention = typer.Option(Convention.monai, help="surface-distance convention"),
+    num_classes: Optional[int] = typer.Option(None, help="classes incl. background (default: from the files)"),
+    include_background: bool = typer.Option(False, help="also score class 0"),
+) -> None:
+    """Dice, IoU, HD95 and ASD per case and class; mean and std in summary.json."""
+    from .metrics import evaluate_folders
+
+    summary = evaluate_folders(pred, truth, out, num_classes=num_classes, convention=convention.value,
+                               include_background=include_background)
+    from .report.tables import format_summary
+
+    typer.echo(format_summary(summary))
+
+
+@app.command()
+@handle_errors
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="output folder"),
+    quick: bool = typer.Option(False, help="a smaller run (under 2 minutes on 2 CPU cores)"),
+    task: str = typer.Option("mni", help="mni (2D brain tissue, real anatomy) or phantom3d"),
+    methods: Optional[str] = typer.Option(None, help="comma-separated methods (default: all demo methods)"),
+    noise: str = typer.Option("morph", help="noise protocol for the training labels"),
+    seed: int = typer.Option(0),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """The whole flow on embedded data: noisy labels, training, prediction, evaluation, table, figures."""
+    from .demo import run_demo
+
+    result = run_demo(out, quick=quick, task=task, methods=methods.split(",") if methods else None,
+                      noise=noise, seed=seed, progress=not quiet)
+    typer.echo(result.table)
+    typer.echo(f"\nfigures and runs in {out}")
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the available training methods."""
+    from .methods import available_methods, get_method_class
+
+    for name in available_methods():
+        doc = (get_method_class(name).__doc__ or "").strip().splitlines()[0]
+        typer.echo(f"{name:12s} {doc}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

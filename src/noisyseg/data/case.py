@@ -1,0 +1,201 @@
+"""The in-memory data model every reader produces: cases and datasets.
+
+Readers (Decathlon, LA/Pancreas h5, BraTS, Kvasir) differ only in how they find files;
+they all return a :class:`Dataset` of lazily loaded :class:`Case` objects, already
+validated, with labels mapped to contiguous class indices 0..K-1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, did_you_mean
+
+
+@dataclass
+class Case:
+    """One validated case.
+
+    Attributes:
+        id: case id (file name without extension, or the case folder name).
+        image: float32 array (C, *spatial), normalised per modality.
+        label: int64 array (*spatial) of class indices 0..K-1 (the given, possibly noisy,
+            label), or None for unlabelled images.
+        clean_label: int64 array (*spatial) of the known clean label (benchmarks only).
+        spacing: voxel size in mm per spatial axis.
+        affine: 4x4 voxel-to-world matrix of the source image.
+        image_path: the file the image came from (for messages and outputs).
+    """
+
+    id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    spacing: tuple[float, ...]
+    affine: np.ndarray
+    image_path: Path
+    clean_label: np.ndarray | None = None
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.image.shape[1:])
+
+
+@dataclass
+class CaseRef:
+    """A case that is read from disk only when `load()` is called."""
+
+    id: str
+    loader: Callable[[], Case]
+    path: Path
+
+    def load(self) -> Case:
+        return self.loader()
+
+
+@dataclass
+class Dataset:
+    """A dataset in any supported layout, seen through one interface.
+
+    Attributes:
+        root: the folder given by the user.
+        layout: 'decathlon', 'h5' (LA / Pancreas-CT), 'brats' or 'kvasir'.
+        spatial_dims: 2 or 3.
+        class_names: name per class index, background first.
+        label_values: the value in the label files of each class index (BraTS: 0,1,2,4).
+        modalities: one name per image channel.
+        train / test: the cases of each split (test may be empty).
+        trusted_ids: training cases whose labels are trusted (methods needing a clean set).
+        regions: optional named unions of class indices for evaluation (BraTS WT/TC/ET).
+    """
+
+    root: Path
+    layout: str
+    spatial_dims: int
+    class_names: list[str]
+    label_values: list[int]
+    modalities: list[str]
+    train: list[CaseRef]
+    test: list[CaseRef] = field(default_factory=list)
+    trusted_ids: list[str] = field(default_factory=list)
+    regions: dict[str, list[int]] = field(default_factory=dict)
+    has_clean_labels: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.modalities)
+
+    def case(self, case_id: str) -> CaseRef:
+        for ref in self.train + self.test:
+            if ref.id == case_id:
+                return ref
+        raise DataError(f"{self.root}: no case '{case_id}'")
+
+
+def read_case_list(path: Path | str) -> list[str]:
+    """Case ids from a text file, one per line; blank lines and '#' comments skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: case list not found")
+    ids = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(line)
+    return ids
+
+
+def check_finite(image: np.ndarray, path: Path) -> None:
+    """DataError if the image holds NaN or Inf."""
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise DataError(f"{path}: image holds {bad} NaN or Inf values")
+
+
+def map_labels(label: np.ndarray, label_values: Sequence[int], path: Path) -> np.ndarray:
+    """Map raw label values to class indices 0..K-1; DataError for values outside the classes.
+
+    Args:
+        label: integer-valued label array (*spatial) as stored in the file.
+        label_values: the raw value of each class index.
+        path: the label file, for the message.
+    Returns:
+        int64 array (*spatial) of class indices.
+    """
+    if label.dtype.kind == "f":
+        if not np.all(np.isfinite(label)):
+            raise DataError(f"{path}: label holds NaN or Inf values")
+        if not np.all(label == np.round(label)):
+            raise DataError(f"{path}: label holds non-integer values")
+    lab = np.asarray(label).astype(np.int64)
+    values = np.asarray(label_values, dtype=np.int64)
+    present = np.unique(lab)
+    unknown = np.setdiff1d(present, values)
+    if unknown.size:
+        raise DataError(
+            f"{path}: label values {unknown.tolist()} are outside the declared classes {values.tolist()}"
+        )
+    if np.array_equal(values, np.arange(len(values))):
+        return lab
+    lut = np.zeros(int(values.max()) + 1, dtype=np.int64)
+    lut[values] = np.arange(len(values))
+    return lut[lab]
+
+
+def check_same_shape(image_shape: tuple[int, ...], label_shape: tuple[int, ...],
+                     image_path: Path, label_path: Path) -> None:
+    """DataError if the image and label spatial shapes differ."""
+    if tuple(image_shape) != tuple(label_shape):
+        raise DataError(
+            f"{label_path}: label shape {tuple(label_shape)} differs from image shape "
+            f"{tuple(image_shape)} of {image_path.name}"
+        )
+
+
+def normalize_intensity(image: np.ndarray, modality: str) -> np.ndarray:
+    """Normalise one channel: CT clipped to its 0.5-99.5 percentiles then z-scored;
+    other modalities (MRI, RGB) z-scored over the non-zero voxels (the whole image if
+    there are few). Returns float32 of the same shape."""
+    img = np.asarray(image, dtype=np.float32)
+    if modality.upper() == "CT":
+        lo, hi = np.percentile(img, [0.5, 99.5])
+        img = np.clip(img, lo, hi)
+        mask = np.ones(img.shape, dtype=bool)
+    else:
+        mask = img != 0
+        if mask.sum() < 0.1 * img.size:
+            mask = np.ones(img.shape, dtype=bool)
+    mean, std = float(img[mask].mean()), float(img[mask].std())
+    return ((img - mean) / max(std, 1e-6)).astype(np.float32)
+
+
+def resolve_trusted_ids(ids: Sequence[str], train_ids: Sequence[str], source: Path | str) -> list[str]:
+    """Check a list of trusted (clean) case ids against the training cases.
+
+    Args:
+        ids: the ids as given (a case list file or a dataset.json key).
+        train_ids: ids of the training cases.
+        source: where the ids came from, for the message.
+    Returns:
+        the ids in the order given, duplicates removed.
+    Raises:
+        DataError: an id that is not a training case (with a "did you mean" hint).
+    """
+    known = set(train_ids)
+    out: list[str] = []
+    for cid in ids:
+        cid = str(cid).strip()
+        if cid not in known:
+            raise DataError(
+                f"{source}: trusted case '{cid}' is not a training case{did_you_mean(cid, known)}"
+            )
+        if cid not in out:
+            out.append(cid)
+    return out

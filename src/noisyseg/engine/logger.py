@@ -1,0 +1,60 @@
+"""Training logs: a wide CSV (one row per logged step) and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from ..io import atomic_path
+
+
+class RunLogger:
+    """Keeps logged rows in memory and rewrites `path` atomically on each flush, so the CSV
+    is always complete and gains columns when a method starts logging new scalars.
+
+    On resume, rows after the checkpointed step are dropped: they belong to steps that
+    will be run again.
+    """
+
+    def __init__(self, path: Path, tb_dir: Path | None, resume_step: int | None = None):
+        self.path = path
+        self.rows: list[dict[str, float]] = []
+        if resume_step is not None and path.is_file():
+            with path.open() as fh:
+                for row in csv.DictReader(fh):
+                    if int(float(row["step"])) < resume_step:
+                        self.rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+        self.tb = None
+        if tb_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(tb_dir))
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        vals = {k: float(v) for k, v in values.items()}
+        if self.rows and self.rows[-1]["step"] == step:
+            self.rows[-1].update(vals)  # validation scores join the step's training row
+        else:
+            self.rows.append({"step": float(step), **vals})
+        if self.tb is not None:
+            for k, v in values.items():
+                if math.isfinite(float(v)):
+                    self.tb.add_scalar(k, float(v), step)
+
+    def flush(self) -> None:
+        keys: list[str] = []
+        for row in self.rows:
+            keys += [k for k in row if k not in keys]
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: (int(v) if k == "step" else v) for k, v in row.items()})
+        if self.tb is not None:
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.tb is not None:
+            self.tb.close()

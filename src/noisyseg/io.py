@@ -1,0 +1,177 @@
+"""Reading and writing image and label files (NIfTI, PNG/JPEG, h5) with one-line errors.
+
+Every reader returns arrays in (x, y[, z]) order for NIfTI and h5 and (row, col) for
+2D images, plus the voxel spacing in millimetres and a 4x4 affine (identity-scaled for
+formats that have none), so that outputs can keep the input's geometry.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+
+import numpy as np
+
+from .errors import DataError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + IMAGE2D_SUFFIXES + (".h5", ".hdf5")
+
+
+@dataclass
+class Volume:
+    """An array read from a file with its geometry.
+
+    Attributes:
+        array: the data; (X, Y[, Z]) for NIfTI/h5, (H, W) or (H, W, 3) for 2D images,
+            and (X, Y, Z, C) for multi-channel NIfTI.
+        spacing: voxel size in mm per spatial axis.
+        affine: 4x4 voxel-to-world matrix (NIfTI's own, or diag(spacing) otherwise).
+        path: the file it came from.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...]
+    affine: np.ndarray
+    path: Path
+
+
+def case_id(path: Path | str) -> str:
+    """The case id of a file: its name without any supported extension."""
+    name = Path(path).name
+    for suf in SUPPORTED_SUFFIXES + (".mhd",):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return Path(name).stem
+
+
+def file_kind(path: Path | str) -> str:
+    """'nifti', 'image2d' or 'h5' from the file name; DataError for anything else."""
+    name = str(path).lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(IMAGE2D_SUFFIXES):
+        return "image2d"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    raise DataError(f"{path}: unsupported file type (expected NIfTI, PNG/JPEG or h5)")
+
+
+def list_case_files(folder: Path) -> list[Path]:
+    """Supported image files of a folder, sorted by name, hidden files skipped."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(SUPPORTED_SUFFIXES)
+    )
+
+
+def read_file(path: Path | str, *, h5_key: str | None = None) -> Volume:
+    """Read a NIfTI, 2D image or h5 dataset; DataError naming the file on any failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    kind = file_kind(path)
+    try:
+        if kind == "nifti":
+            import nibabel as nib
+
+            img = nib.load(str(path))
+            arr = np.asarray(img.dataobj)
+            zooms = tuple(float(z) for z in img.header.get_zooms()[: min(arr.ndim, 3)])
+            vol = Volume(arr, zooms, np.asarray(img.affine, dtype=np.float64), path)
+        elif kind == "image2d":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                arr = np.asarray(im)
+            vol = Volume(arr, (1.0, 1.0), np.eye(4), path)
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                if h5_key is None or h5_key not in h5:
+                    raise DataError(f"{path}: h5 file has no dataset '{h5_key}' (has {sorted(h5.keys())})")
+                arr = np.asarray(h5[h5_key])
+            vol = Volume(arr, (1.0,) * arr.ndim, np.eye(4), path)
+    except DataError:
+        raise
+    except Exception as exc:  # corrupt files raise many different types
+        raise DataError(f"{path}: cannot read file ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+    if vol.array.size == 0:
+        raise DataError(f"{path}: file holds an empty array")
+    return vol
+
+
+@contextmanager
+def atomic_path(final: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it onto `final` only on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(final.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_label(path: Path | str, label: np.ndarray, *, affine: np.ndarray | None = None,
+                spacing: tuple[float, ...] | None = None) -> Path:
+    """Write a label map as NIfTI (keeping `affine`) or PNG (uint8) by the file name, atomically."""
+    path = Path(path)
+    kind = file_kind(path)
+    with atomic_path(path) as tmp:
+        if kind == "nifti":
+            import nibabel as nib
+
+            if affine is None:
+                affine = np.diag(list(spacing or (1.0,) * 3)[:3] + [1.0])
+            img = nib.Nifti1Image(np.asarray(label, dtype=np.uint8), affine)
+            if spacing is not None:
+                img.header.set_zooms(tuple(spacing)[: label.ndim])
+            nib.save(img, str(tmp))
+        elif kind == "image2d":
+            from PIL import Image
+
+            Image.fromarray(np.asarray(label, dtype=np.uint8)).save(tmp, format="PNG")
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as h5:
+                h5.create_dataset("label", data=np.asarray(label, dtype=np.uint8), compression="gzip")
+    return path
+
+
+def write_image(path: Path | str, image: np.ndarray, *, affine: np.ndarray | None = None) -> Path:
+    """Write an intensity image as NIfTI (float32, keeping `affine`) or 8-bit PNG, atomically."""
+    path = Path(path)
+    kind = file_kind(path)
+    with atomic_path(path) as tmp:
+        if kind == "nifti":
+            import nibabel as nib
+
+            nib.save(nib.Nifti1Image(np.asarray(image, dtype=np.float32),
+                                     np.eye(4) if affine is None else affine), str(tmp))
+        elif kind == "image2d":
+            from PIL import Image
+
+            arr = np.asarray(image)
+            if arr.dtype != np.uint8:
+                lo, hi = float(np.min(arr)), float(np.max(arr))
+                arr = ((arr - lo) / max(hi - lo, 1e-8) * 255).round().astype(np.uint8)
+            Image.fromarray(arr).save(tmp, format="PNG")
+        else:
+            raise DataError(f"{path}: writing images as h5 is not supported")
+    return path
