@@ -116,11 +116,12 @@ def _fields_of(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(getattr(cur, "model_fields", {}).keys())
 
 
-def validation_message(exc: ValidationError, model: type[BaseModel], where: str) -> str:
-    """Turn a pydantic error into one line: 'config.yaml: data.batch_size: ...'."""
+def validation_message(exc: ValidationError, model: type[BaseModel], where: str, prefix: str = "") -> str:
+    """Turn a pydantic error into one line: 'config.yaml: data.batch_size: ...'
+    (`prefix` names where `model` sits in the config tree, e.g. 'method.params.')."""
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
-    dotted = ".".join(loc) or "(top level)"
+    dotted = prefix + ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         hint = did_you_mean(loc[-1], _fields_of(model, loc))
         return f"{where}: unknown option '{dotted}'{hint}"

@@ -63,3 +63,16 @@ def average_gradients(module: torch.nn.Module, world_size: int) -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def check_in_sync(module: torch.nn.Module) -> float:
+    """Largest difference between any process's parameters and rank 0's; raises if they drifted
+    apart (which would mean gradients were not averaged)."""
+    flat = torch.cat([p.detach().reshape(-1).float() for p in module.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    if diff.item() > 1e-4:
+        raise RuntimeError(f"distributed processes drifted apart (max parameter difference {diff.item():.3g})")
+    return float(diff.item())

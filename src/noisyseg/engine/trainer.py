@@ -310,6 +310,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
                 interrupted = True
                 break
     bar.close()
+    if dinfo.enabled:
+        dist_utils.check_in_sync(method)
     if not val_cases and dinfo.is_main:
         save_best(step)
         best_step = step
@@ -319,6 +321,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
             from ..report.figures import plot_training_curves
 
             plot_training_curves(run_dir / "train_log.csv", run_dir / "figures" / "training_curves.png")
+            method.eval()
+            method.write_figures(run_dir / "figures", (val_cases or train_cases)[:4], device)
     return TrainResult(run_dir, step, best_score, best_step, interrupted)
 
 

@@ -16,7 +16,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from pathlib import Path
+
 from ..config import StrictModel
+from ..data.case import Case
 from ..nets import SegNet
 
 
@@ -77,6 +80,10 @@ class Method(nn.Module):
 
     def after_step(self, info: StepInfo) -> None:
         """Called after the optimiser step (EMA teachers update here)."""
+
+    def write_figures(self, run_dir: Path, cases: list[Case], device: torch.device) -> None:
+        """Called once at the end of training (main process) with a few validation cases
+        (falls back to training cases); methods draw their own diagnostic maps here."""
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K, *S) for inference."""

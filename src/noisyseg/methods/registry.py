@@ -50,6 +50,5 @@ def validate_method(cfg: MethodConfig, where: str = "config"):
     try:
         params = cls.Params.model_validate(cfg.params)
     except ValidationError as exc:
-        msg = validation_message(exc, cls.Params, where)
-        raise ConfigError(msg.replace(f"{where}: ", f"{where}: method.params.", 1)) from exc
+        raise ConfigError(validation_message(exc, cls.Params, where, prefix="method.params.")) from exc
     return cls, params

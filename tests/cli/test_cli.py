@@ -1,0 +1,136 @@
+"""The command line: every bad input gives one clear line, exit code 2, and no output folder."""
+
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from noisyseg.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(res, *needles):
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    err = res.stderr.strip()
+    assert "Traceback" not in res.output + res.stderr
+    assert len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+
+
+@pytest.mark.parametrize("cmd", ["train", "predict", "evaluate", "demo", "methods"])
+def test_every_command_has_help(cmd):
+    res = run(cmd, "--help")
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_misspelt_method_suggests_the_right_one(mni_small, tmp_path):
+    res = run("train", "--data", mni_small, "--method", "supervized", "--out", tmp_path / "r")
+    assert_one_line_error(res, "unknown method 'supervized'", "did you mean 'supervised'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_data_folder(tmp_path):
+    res = run("train", "--data", tmp_path / "nope", "--out", tmp_path / "r")
+    assert_one_line_error(res, "nope")
+    assert not (tmp_path / "r").exists()
+
+
+def test_invalid_and_misspelt_config_values(mni_small, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {batch_size: 0}\n")
+    assert_one_line_error(run("train", "--data", mni_small, "--out", tmp_path / "r", "--config", bad),
+                          "bad.yaml", "data.batch_size")
+    bad.write_text("data: {batchsize: 4}\n")
+    assert_one_line_error(run("train", "--data", mni_small, "--out", tmp_path / "r", "--config", bad),
+                          "unknown option 'data.batchsize'", "did you mean 'batch_size'")
+    bad.write_text("method: {name: supervised, params: {tau: 0.9}}\n")
+    assert_one_line_error(run("train", "--data", mni_small, "--out", tmp_path / "r", "--config", bad),
+                          "method.params.tau")
+    assert not (tmp_path / "r").exists()
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_png_is_named(mni_small, tmp_path):
+    data = _copy(mni_small, tmp_path / "d")
+    victim = sorted((data / "labelsTr").iterdir())[0]
+    victim.write_bytes(b"not a png at all")
+    res = run("train", "--data", data, "--out", tmp_path / "r", "--max-steps", 1)
+    assert_one_line_error(res, victim.name)
+    assert not (tmp_path / "r").exists()
+
+
+def test_label_values_outside_the_classes_are_named(mni_small, tmp_path):
+    from PIL import Image
+
+    data = _copy(mni_small, tmp_path / "d")
+    victim = sorted((data / "labelsTr").iterdir())[1]
+    lab = np.array(Image.open(victim))
+    lab[0, 0] = 7
+    Image.fromarray(lab).save(victim)
+    res = run("train", "--data", data, "--out", tmp_path / "r", "--max-steps", 1)
+    assert_one_line_error(res, victim.name, "7")
+    assert not (tmp_path / "r").exists()
+
+
+def test_shape_mismatch_is_named(mni_small, tmp_path):
+    from PIL import Image
+
+    data = _copy(mni_small, tmp_path / "d")
+    victim = sorted((data / "labelsTr").iterdir())[2]
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(victim)
+    res = run("train", "--data", data, "--out", tmp_path / "r", "--max-steps", 1)
+    assert_one_line_error(res, victim.name, "shape")
+    assert not (tmp_path / "r").exists()
+
+
+def test_nan_intensities_are_named(phantom3d, tmp_path):
+    import nibabel as nib
+
+    data = _copy(phantom3d, tmp_path / "d")
+    victim = sorted((data / "imagesTr").iterdir())[0]
+    img = nib.load(str(victim))
+    arr = np.asarray(img.dataobj, dtype=np.float32)
+    arr[1, 1, 1] = np.nan
+    nib.save(nib.Nifti1Image(arr, img.affine), str(victim))
+    res = run("train", "--data", data, "--out", tmp_path / "r", "--max-steps", 1)
+    assert_one_line_error(res, victim.name, "NaN")
+    assert not (tmp_path / "r").exists()
+
+
+def test_predict_needs_a_run_and_evaluate_needs_every_prediction(mni_small, tmp_path):
+    assert_one_line_error(run("predict", "--run", tmp_path, "--images", mni_small / "imagesTs", "--out", tmp_path / "p"),
+                          "not a run folder")
+    pred = _copy(mni_small / "labelsTs", tmp_path / "pred")
+    missing = sorted(pred.iterdir())[0]
+    missing.unlink()
+    res = run("evaluate", "--pred", pred, "--truth", mni_small / "labelsTs", "--out", tmp_path / "ev")
+    assert_one_line_error(res, missing.name.split(".")[0])
+    assert not (tmp_path / "ev").exists()
+
+
+def test_train_predict_evaluate_end_to_end(mni_small, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {patch_size: [96, 112], batch_size: 2}\nnet: {channels: [8, 16, 32], features: 8}\n"
+                   "train: {val_every: 5, log_every: 2}\n")
+    res = run("train", "--data", mni_small, "--out", tmp_path / "r", "--config", cfg, "--max-steps", 6, "--quiet")
+    assert res.exit_code == 0, res.output
+    res = run("predict", "--run", tmp_path / "r", "--images", mni_small / "imagesTs", "--out", tmp_path / "p", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted(p.name for p in (mni_small / "imagesTs").iterdir())
+    res = run("evaluate", "--pred", tmp_path / "p", "--truth", mni_small / "labelsTs", "--out", tmp_path / "ev",
+              "--num-classes", 3)
+    assert res.exit_code == 0, res.output
+    header = (tmp_path / "ev" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "case" and {"dice_1", "dice_2", "hd95_1", "asd_2", "iou_1"} <= set(header)
+    assert "dice_0" not in header
