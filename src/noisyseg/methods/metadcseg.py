@@ -1,0 +1,440 @@
+"""`metadcseg`: pixel-wise meta weights with Dynamic Center Distance (Mu et al., arXiv 2511.18894).
+
+One network (the configured backbone; the paper's 2D one is U-Net++, `net.arch: unetpp`)
+and a small trusted set (`needs_trusted`). Each step:
+
+1. Meta weights (methods/meta_weights.py): for every training pixel, the weight α_i of its
+   given-label loss ℓʳ_i = CE(p_i, ỹ_i) and β_i of its pseudo-label loss ℓᵖ_i = CE(p_i, ŷ_i)
+   (ŷ = argmax of the detached prediction, optionally averaged over flips), from an exact
+   one-step look-ahead on a clean meta batch: w̃ = η⟨∇θ ℓ_i, ∇θ L_meta⟩, α, β = max(w̃, 0)/Z
+   (Σα + Σβ = 1 over the batch).
+2. Dynamic Center Distance (from `dcd_start` of training on; before that γ = 1): regions of
+   the pseudo-label — boundary B = (dilate − erode of the foreground) ∪ {u > 0.5} with
+   u = 1 − |2p_fg − 1|, foreground F = fg \\ B, background G = bg \\ B; feature centers
+   ĉ_k = Σ_{R_k}(α+β)f / Σ_{R_k}(α+β) of the L2-normalised, detached last decoder features,
+   EMA c_k ← m·c_k + (1 − m)·ĉ_k; d_k = 1 − cos(f, c_k); γ_i = DCD_i + q_bd,i normalised to
+   mean 1, with DCD_i = d of pixel i's own region and q = softmax_k(−d_k / T).
+3. Loss Σ_i γ_i(α_i ℓʳ_i + β_i ℓᵖ_i) + λ_D·Dice(p, t), soft target t = (αỹ + βŷ)/(α + β).
+
+Choices beyond METHODS.md §2 (all [choice]; see also meta_weights.py):
+
+- Multi-class: the regions use foreground = any class > 0 and p_fg = 1 − p_background;
+  centers stay three (background, foreground, boundary).
+- The boundary band is dilation minus erosion with a square (cubic in 3D) structuring
+  element of side `boundary_width` (odd, 3 by default): the pixels within
+  (w − 1)/2 px of the pseudo-label's edge on either side. Erosion does not treat the image
+  border as background (a structure touching the border gets no band there).
+- Centers are updated in stage 1 too (weighted by α + β), so they are warm when DCD starts;
+  a center that has never seen a pixel is the zero vector, so its distance is 1 everywhere.
+  The EMA uses the current batch first, then the distances. Under torchrun the per-batch
+  center sums are all-reduced so every process keeps the same centers.
+- The Dice term only counts pixels with α + β > 0 (the soft target is undefined elsewhere,
+  and those pixels are the ones the meta gradient judged unhelpful); it is not scaled by γ.
+- The meta loss is mean pixel CE on the meta batch (L2B's); `meta_loss: ce_dice` adds soft
+  Dice. Batch norm runs in training mode with batch statistics in the meta and jvp passes
+  (the function the look-ahead differentiates); running statistics are only updated by
+  the ordinary training forward.
+- `weight_norm_stats: batch` by default. Measured on the noisy-phantom task of the tests
+  (4 seeds, 120 steps): with batch statistics a few high-loss pixels couple to the meta
+  gradient through the batch moments, so in some steps α concentrates on wrong labels
+  (median share of α on wrong pixels 0.01–0.06 at a wrong-label rate of 0.11–0.13, but
+  spiky means); with running statistics the median share is ~0 yet test Dice was the
+  same (0.81–0.96 both), so the faithful look-ahead stays the default.
+- η (`lookahead_lr`) cancels in the normalisation of α, β; it only scales the raw weights.
+- The loop's AMP is declined (`supports_amp = False`): forward-mode AD through autocast
+  would carry float16 tangents of an unscaled meta gradient (under/overflow, and jvp
+  formulas of some autocast-ed ops are less exercised); the meta passes run in float32.
+- Cost (benchmarks/bench_metadcseg.py, 2D U-Net, batch 4 of 128², 2 CPU threads): about
+  3.5x a `supervised` step (double backward: about 5.5x). The floor of the exact route is
+  near 3x: one meta forward/backward, one jvp (primal + tangent ≈ a forward/backward), one
+  training forward/backward. Reusing the jvp's primal output as the training forward was
+  measured slower (autograd then records the tangent ops too), so it is not done.
+- Logged α and β are in units of 1/M (M pixels in the batch), so `meta/alpha_mean` +
+  `meta/beta_mean` = 1: the share of the weight put on the given labels vs the
+  pseudo-labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+
+from ..config import StrictModel
+from ..data.case import Case
+from .base import Method, StepInfo, StepOutput
+from .losses import ce_dice_loss, one_hot, pixel_ce, soft_dice_loss
+from .meta_weights import ce_meta_loss, frozen_norm_stats, meta_pixel_weights
+from .registry import register
+
+BACKGROUND, FOREGROUND, BOUNDARY = 0, 1, 2
+NUM_REGIONS = 3
+
+
+# ---------------------------------------------------------------------------------------
+# Pure pieces
+# ---------------------------------------------------------------------------------------
+
+def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Max filter with a k-wide square/cube, same size; x (N, 1, *S) float."""
+    pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
+    return pool(x, kernel_size=k, stride=1, padding=k // 2)
+
+
+def dcd_regions(pseudo_label: torch.Tensor, fg_prob: torch.Tensor, *, boundary_width: int = 3,
+                uncertainty_threshold: float = 0.5) -> torch.Tensor:
+    """Background / foreground / boundary region of every pixel.
+
+    Args:
+        pseudo_label: (N, *S) long class indices; foreground is any class > 0.
+        fg_prob: (N, *S) foreground probability (1 − p_background).
+        boundary_width: odd side of the structuring element of the dilation and erosion.
+        uncertainty_threshold: pixels with u = 1 − |2·fg_prob − 1| above it join the boundary.
+    Returns:
+        (N, *S) long: BACKGROUND (0), FOREGROUND (1) or BOUNDARY (2).
+    """
+    fg = (pseudo_label > 0).unsqueeze(1).float()
+    dil = _pool(fg, boundary_width)
+    ero = -_pool(-fg, boundary_width)
+    band = (dil - ero).squeeze(1) > 0
+    u = 1.0 - (2.0 * fg_prob - 1.0).abs()
+    region = torch.where(fg.squeeze(1) > 0, FOREGROUND, BACKGROUND)
+    return torch.where(band | (u > uncertainty_threshold), BOUNDARY, region)
+
+
+def region_center_sums(features: torch.Tensor, region: torch.Tensor, weight: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted feature sums and weight mass per region.
+
+    Args:
+        features: (N, F, *S) features (L2-normalised along F).
+        region: (N, *S) long in 0..NUM_REGIONS−1.
+        weight: (N, *S) non-negative pixel weights (α + β).
+    Returns:
+        (sums (R, F), mass (R,)); the center of region r is sums[r] / mass[r].
+    """
+    n, c = features.shape[:2]
+    w = one_hot(region, NUM_REGIONS).to(features.dtype) * weight.unsqueeze(1).to(features.dtype)
+    sums = torch.einsum("nrp,nfp->rf", w.reshape(n, NUM_REGIONS, -1), features.reshape(n, c, -1))
+    return sums, w.sum(dim=(0,) + tuple(range(2, w.ndim)))
+
+
+def ema_centers(centers: torch.Tensor, ready: torch.Tensor, sums: torch.Tensor, mass: torch.Tensor,
+                momentum: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """c_k ← m·c_k + (1 − m)·ĉ_k for regions with mass > 0 (ĉ_k itself the first time).
+
+    Args:
+        centers: (R, F) current centers; ready: (R,) bool, whether a center has been set.
+        sums, mass: from `region_center_sums`.
+        momentum: m.
+    Returns:
+        (new centers (R, F), new ready (R,)).
+    """
+    seen = mass > 0
+    batch = sums / mass.clamp_min(1e-12).unsqueeze(1)
+    blended = torch.where(ready.unsqueeze(1), momentum * centers + (1 - momentum) * batch, batch)
+    return torch.where(seen.unsqueeze(1), blended, centers), ready | seen
+
+
+def center_distance(features: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """d_k = 1 − cos(f, c_k) for every pixel and center.
+
+    Args:
+        features: (N, F, *S) L2-normalised features.
+        centers: (R, F) centers (any norm; a zero center gives distance 1).
+    Returns:
+        (N, R, *S) distances in [0, 2].
+    """
+    c = F.normalize(centers.to(features.dtype), dim=1)
+    return 1.0 - torch.einsum("nf...,rf->nr...", features, c)
+
+
+def dcd_gamma(dist_map: torch.Tensor, region: torch.Tensor, temperature: float) -> torch.Tensor:
+    """γ_i = DCD_i + q_bd,i, normalised to mean 1 over the batch.
+
+    Args:
+        dist_map: (N, R, *S) distances to the centers (R = 3: background, foreground, boundary).
+        region: (N, *S) long region of each pixel.
+        temperature: T of q = softmax_k(−d_k / T).
+    Returns:
+        (N, *S) non-negative γ with mean 1 (all ones if every raw γ is 0).
+    """
+    own = dist_map.gather(1, region.unsqueeze(1)).squeeze(1)
+    q_bd = torch.softmax(-dist_map / temperature, dim=1)[:, BOUNDARY]
+    g = own + q_bd
+    mean = g.mean()
+    return g / mean if bool(mean > 0) else torch.ones_like(g)
+
+
+def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """t = (α·onehot(ỹ) + β·onehot(ŷ)) / (α + β) and the mask where α + β > 0.
+
+    Args:
+        label, pseudo_label: (N, *S) long.
+        alpha, beta: (N, *S) weights.
+    Returns:
+        (t (N, K, *S), mask (N, *S) float); t is 0 where the mask is 0.
+    """
+    w = alpha + beta
+    num = alpha.unsqueeze(1) * one_hot(label, num_classes) + beta.unsqueeze(1) * one_hot(pseudo_label, num_classes)
+    return num / w.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1), (w > 0).float()
+
+
+def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """argmax of the softmax averaged over the identity and a flip along each spatial axis.
+
+    image (N, C, *S) → (N, *S) long. No gradient; batch-norm running statistics untouched.
+    """
+    dims = list(range(2, image.ndim))
+    with torch.no_grad(), frozen_norm_stats(net):
+        probs = torch.softmax(net(image).float(), 1)
+        for d in dims:
+            probs += torch.softmax(net(image.flip(d)).float(), 1).flip(d)
+    return probs.max(1).indices
+
+
+# ---------------------------------------------------------------------------------------
+# The method
+# ---------------------------------------------------------------------------------------
+
+class MetaDCSegParams(StrictModel):
+    """MetaDCSeg hyper-parameters.
+
+    Args:
+        lookahead_lr: η of the one-step look-ahead (scales the raw weights only).
+        meta_loss: loss on the clean meta batch: 'ce' (L2B) or 'ce_dice'.
+        pseudo_flip_average: pseudo-labels from the softmax averaged over flips along each
+            spatial axis (1 + dims extra forward passes) instead of the plain prediction.
+        dcd_start: fraction of training after which DCD weighting is on (stage 2).
+        center_momentum: EMA momentum m of the feature centers.
+        temperature: T of the soft assignment q = softmax(−d / T).
+        boundary_width: odd side (px) of the structuring element of the boundary band.
+        uncertainty_threshold: pixels with u = 1 − |2p_fg − 1| above it are boundary.
+        dice_weight: λ_D of the soft-target Dice term.
+        weight_norm_stats: batch-norm statistics of the meta and jvp passes: 'batch' (training
+            mode, the function a training step differentiates) or 'running' (eval mode).
+    """
+
+    lookahead_lr: float = Field(1e-3, gt=0)
+    meta_loss: Literal["ce", "ce_dice"] = "ce"
+    pseudo_flip_average: bool = False
+    dcd_start: float = Field(0.1, ge=0.0, le=1.0)
+    center_momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    temperature: float = Field(0.1, gt=0)
+    boundary_width: int = Field(3, ge=1)
+    uncertainty_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    dice_weight: float = Field(1.0, ge=0.0)
+    weight_norm_stats: Literal["batch", "running"] = "batch"
+
+    @field_validator("boundary_width")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"must be odd, got {v}")
+        return v
+
+
+@register
+class MetaDCSeg(Method):
+    """Pixel-wise meta-learned weights of given vs pseudo labels, refocused on hard pixels
+    near boundaries by Dynamic Center Distance. See the module docstring."""
+
+    name = "metadcseg"
+    Params = MetaDCSegParams
+    needs_trusted = True
+    supports_amp = False
+
+    def __init__(self, params, make_net, num_classes, spatial_dims):
+        super().__init__(params, make_net, num_classes, spatial_dims)
+        self.net = make_net()
+        feats = self.net.head.in_channels
+        self.register_buffer("centers", torch.zeros(NUM_REGIONS, feats))
+        self.register_buffer("centers_ready", torch.zeros(NUM_REGIONS, dtype=torch.bool))
+
+    # -- pieces of a step ------------------------------------------------------------
+
+    def _meta_loss_fn(self):
+        return ce_meta_loss if self.params.meta_loss == "ce" else ce_dice_loss
+
+    def compute_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
+                        meta_label: torch.Tensor):
+        """MetaWeights of a training batch against a meta batch (see meta_weights.py)."""
+        p = self.params
+        was_training = self.net.training
+        if p.weight_norm_stats == "running":
+            self.net.eval()
+        try:
+            pseudo = flip_averaged_pseudo_label(self.net, image) if p.pseudo_flip_average else None
+            return meta_pixel_weights(self.net, image, label, meta_image, meta_label, lr=p.lookahead_lr,
+                                      pseudo_label=pseudo, pixel_loss=pixel_ce, meta_loss=self._meta_loss_fn())
+        finally:
+            self.net.train(was_training)
+
+    def _regions_and_features(self, feats: torch.Tensor, logits: torch.Tensor, pseudo: torch.Tensor):
+        p = self.params
+        probs = torch.softmax(logits.detach().float(), 1)
+        region = dcd_regions(pseudo, 1.0 - probs[:, 0], boundary_width=p.boundary_width,
+                             uncertainty_threshold=p.uncertainty_threshold)
+        return region, F.normalize(feats.detach().float(), dim=1)
+
+    def _update_centers(self, f: torch.Tensor, region: torch.Tensor, weight: torch.Tensor) -> None:
+        sums, mass = region_center_sums(f, region, weight)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(sums)
+            dist.all_reduce(mass)
+        c, ready = ema_centers(self.centers, self.centers_ready, sums, mass, self.params.center_momentum)
+        self.centers.copy_(c)
+        self.centers_ready.copy_(ready)
+
+    def gamma(self, f: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """γ (N, *S) of normalised features f (N, F, *S) and regions (N, *S) at the current centers."""
+        return dcd_gamma(center_distance(f, self.centers), region, self.params.temperature)
+
+    # -- the step --------------------------------------------------------------------
+
+    def training_step(self, batch, info: StepInfo) -> StepOutput:
+        p = self.params
+        image, label = batch["image"], batch["label"]
+        mw = self.compute_weights(image, label, batch["meta_image"], batch["meta_label"])
+        alpha, beta, pseudo = mw.alpha, mw.beta, mw.pseudo_label
+
+        feats, logits = self.net.forward_with_features(image)  # the training forward (updates BN stats)
+        stage = 2 if info.progress >= p.dcd_start else 1
+        with torch.no_grad():
+            region, f = self._regions_and_features(feats, logits, pseudo)
+            self._update_centers(f, region, alpha + beta)
+            gamma = self.gamma(f, region) if stage == 2 else torch.ones_like(alpha)
+
+        l_real, l_pseudo = pixel_ce(logits, label), pixel_ce(logits, pseudo)
+        weighted_ce = (gamma * (alpha * l_real + beta * l_pseudo)).sum()
+        target, mask = soft_target(label, pseudo, alpha, beta, self.num_classes)
+        dice = soft_dice_loss(torch.softmax(logits.float(), 1), target, weight=mask)
+        loss = weighted_ce + p.dice_weight * dice
+
+        logs = {
+            "meta/alpha_mean": float(alpha.sum()),  # mean of α in units of 1/M
+            "meta/beta_mean": float(beta.sum()),
+            "meta/stage": float(stage),
+            "meta/kept_fraction": float(mask.mean()),
+            "meta/uniform_fallback": float(mw.uniform),
+            "meta/boundary_fraction": float((region == BOUNDARY).float().mean()),
+            "meta_loss": mw.meta_loss,
+            "loss_weighted_ce": float(weighted_ce.detach()),
+            "loss_dice": float(dice.detach()),
+        }
+        if stage == 2:
+            logs["meta/gamma_boundary_mean"] = float(gamma[region == BOUNDARY].mean()) \
+                if bool((region == BOUNDARY).any()) else float("nan")
+        if "clean_label" in batch:  # benchmarks only: how much weight lands on wrong labels
+            wrong = batch["clean_label"] != label
+            logs["meta/wrong_label_rate"] = float(wrong.float().mean())
+            total = float(alpha.sum())
+            logs["meta/wrong_label_weight_share"] = float(alpha[wrong].sum()) / total if total > 0 else float("nan")
+        return StepOutput(loss, logs)
+
+    # -- figures ---------------------------------------------------------------------
+
+    def weight_maps(self, cases: list[Case], device: torch.device) -> list[dict[str, np.ndarray]]:
+        """α, β (in units of 1/M), γ and the inputs of a few cases, 2D, for figures.
+
+        Each case is its own training batch and, with its clean label when known (else its
+        given label), its own meta batch. The network runs in its current mode. 3D cases:
+        2D training takes the slice (last axis) with the most foreground; 3D training a
+        crop of at most 64 voxels per axis around the foreground's centre, shown at its
+        slice with the most foreground.
+        """
+        out = []
+        for case in cases:
+            if case.label is None:
+                continue
+            img, lab = case.image, case.label
+            clean = case.clean_label
+            if img.ndim - 1 == 3 and self.spatial_dims == 2:
+                z = int(np.argmax((lab > 0).sum(axis=(0, 1))))
+                img, lab = img[..., z], lab[..., z]
+                clean = None if clean is None else clean[..., z]
+            elif img.ndim - 1 == 3:
+                sl = _crop_around_foreground(lab, 64)
+                img, lab = img[(slice(None),) + sl], lab[sl]
+                clean = None if clean is None else clean[sl]
+            pad = [(0, (-s) % 32) for s in lab.shape]
+            x = torch.from_numpy(np.pad(img, [(0, 0)] + pad)).float()[None].to(device)
+            y = torch.from_numpy(np.pad(lab, pad).astype(np.int64))[None].to(device)
+            meta_y = y if clean is None else torch.from_numpy(np.pad(clean, pad).astype(np.int64))[None].to(device)
+            mw = self.compute_weights(x, y, x, meta_y)
+            with torch.no_grad(), frozen_norm_stats(self.net):
+                feats, logits = self.net.forward_with_features(x)
+                region, f = self._regions_and_features(feats, logits, mw.pseudo_label)
+                gamma = self.gamma(f, region)
+            crop = (0,) + tuple(slice(0, s) for s in lab.shape)
+            m = mw.alpha.numel()
+            maps = {"alpha": (mw.alpha * m)[crop], "beta": (mw.beta * m)[crop], "gamma": gamma[crop],
+                    "pseudo": mw.pseudo_label[crop]}
+            item = {k: v.cpu().numpy() for k, v in maps.items()}
+            item.update(id=case.id, image=img[0], label=lab, clean=clean)
+            if lab.ndim == 3:
+                z = int(np.argmax((lab > 0).sum(axis=(0, 1))))
+                for k in ("alpha", "beta", "gamma", "pseudo", "image", "label", "clean"):
+                    if item[k] is not None:
+                        item[k] = item[k][..., z]
+            out.append(item)
+        return out
+
+    def write_figures(self, run_dir: Path, cases: list[Case], device: torch.device) -> None:
+        """`metadcseg_curves.png` (the meta/ scalars) and `metadcseg_weight_maps.png`
+        (α, β and γ over a few cases, given label in red, clean label in green if known)."""
+        from ..report.figures import plot_training_curves, save_figure
+
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = run_dir.parent / "train_log.csv"
+        if log.is_file():
+            plot_training_curves(log, run_dir / "metadcseg_curves.png", groups=["meta"])
+        items = self.weight_maps(cases, device)
+        if not items:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cols = [("image", "image + given label"), ("alpha", "α (×M)"), ("beta", "β (×M)"), ("gamma", "γ (DCD)")]
+        fig, axes = plt.subplots(len(items), len(cols), figsize=(2.8 * len(cols), 2.6 * len(items)), squeeze=False)
+        for r, it in enumerate(items):
+            for c, (key, title) in enumerate(cols):
+                ax = axes[r, c]
+                if key == "image":
+                    ax.imshow(it["image"], cmap="gray")
+                else:
+                    ax.imshow(it["image"], cmap="gray")
+                    im = ax.imshow(it[key], cmap="magma", alpha=0.75)
+                    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+                if (it["label"] > 0).any():
+                    ax.contour(it["label"] > 0, levels=[0.5], colors=["red"], linewidths=0.7)
+                if it["clean"] is not None and (it["clean"] > 0).any():
+                    ax.contour(it["clean"] > 0, levels=[0.5], colors=["lime"], linewidths=0.7)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(title, fontsize=8)
+            axes[r, 0].set_ylabel(it["id"], fontsize=7)
+        fig.tight_layout()
+        save_figure(fig, run_dir / "metadcseg_weight_maps.png")
+
+
+def _crop_around_foreground(label: np.ndarray, size: int) -> tuple[slice, ...]:
+    """Slices of a box of side min(shape, size) per axis centred on the foreground's centre."""
+    idx = np.argwhere(label > 0)
+    centre = idx.mean(0).astype(int) if len(idx) else np.array(label.shape) // 2
+    out = []
+    for c, s in zip(centre, label.shape):
+        w = min(s, size)
+        lo = int(np.clip(c - w // 2, 0, s - w))
+        out.append(slice(lo, lo + w))
+    return tuple(out)

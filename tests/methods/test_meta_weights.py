@@ -1,0 +1,119 @@
+"""The fast (meta-gradient + one jvp) pixel weights against a slow double-backward look-ahead."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from noisyseg.config import NetConfig
+from noisyseg.methods.losses import pixel_ce
+from noisyseg.methods.meta_weights import (
+    ce_meta_loss,
+    frozen_norm_stats,
+    meta_pixel_weights,
+    normalise_weights,
+)
+from noisyseg.nets import net_factory
+
+
+def tiny_net(seed: int = 0, dims: int = 2):
+    torch.manual_seed(seed)
+    cfg = NetConfig(arch="unet", channels=[4, 8], features=4, num_res_units=0)
+    net = net_factory(cfg, dims, 1, 3)().double()
+    assert any(isinstance(m, torch.nn.BatchNorm2d if dims == 2 else torch.nn.BatchNorm3d) for m in net.modules())
+    return net
+
+
+def ce64(logits, target):
+    """Per-pixel CE in the logits' own dtype (`pixel_ce` computes in float32), for float64 checks."""
+    return F.cross_entropy(logits, target, reduction="none")
+
+
+def slow_reference(net, image, label, pseudo, meta_image, meta_label, lr, pixel_loss=pixel_ce):
+    """w̃ = −∂L_meta(θ'(ε))/∂ε at ε = 0 with θ'(ε) = θ − η∇θ Σ(εʳℓʳ + εᵖℓᵖ), by double backward."""
+    names = [k for k, p in net.named_parameters() if p.requires_grad]
+    params = [p for _, p in net.named_parameters() if p.requires_grad]
+    eps_r = torch.zeros(label.shape, dtype=image.dtype, requires_grad=True)
+    eps_p = torch.zeros(label.shape, dtype=image.dtype, requires_grad=True)
+    with frozen_norm_stats(net):
+        logits = net(image)
+        inner = (eps_r * pixel_loss(logits, label)).sum() + (eps_p * pixel_loss(logits, pseudo)).sum()
+        grads = torch.autograd.grad(inner, params, create_graph=True)
+        look = {k: p - lr * g for k, p, g in zip(names, params, grads)}
+        meta = ce_meta_loss(functional_call(net, look, (meta_image,), strict=False), meta_label)
+        d_r, d_p = torch.autograd.grad(meta, (eps_r, eps_p))
+    return -d_r, -d_p
+
+
+def _batch(seed, shape=(16, 16), n=2, k=3):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn((n, 1) + shape, generator=g, dtype=torch.float64)
+    label = torch.randint(0, k, (n,) + shape, generator=g)
+    return image, label
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_fast_weights_match_double_backward(mode):
+    net = tiny_net()
+    getattr(net, mode)()
+    with torch.no_grad():  # non-trivial running statistics, so eval mode is a real check
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    image, label = _batch(1)
+    meta_image, meta_label = _batch(2)
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+
+    lr = 0.05
+    fast = meta_pixel_weights(net, image, label, meta_image, meta_label, lr=lr, pixel_loss=ce64)
+    assert fast.raw_real.dtype == torch.float64
+    for k, v in net.named_buffers():  # running_mean/var and num_batches_tracked untouched
+        assert torch.equal(v, buffers[k]), k
+    for k, v in net.named_parameters():
+        assert torch.equal(v, params[k]) and v.grad is None, k
+
+    ref_r, ref_p = slow_reference(net, image, label, fast.pseudo_label, meta_image, meta_label, lr, ce64)
+    scale = torch.cat([ref_r.flatten(), ref_p.flatten()]).abs().max()
+    assert scale > 0
+    assert (ref_r < 0).any() and (ref_r > 0).any()  # a non-trivial comparison
+    torch.testing.assert_close(fast.raw_real, ref_r, rtol=1e-5, atol=1e-5 * float(scale))
+    torch.testing.assert_close(fast.raw_pseudo, ref_p, rtol=1e-5, atol=1e-5 * float(scale))
+    # the pseudo-label is the argmax of the network's own prediction on the batch
+    with frozen_norm_stats(net), torch.no_grad():
+        assert torch.equal(fast.pseudo_label, net(image).argmax(1))
+
+
+def test_fast_weights_3d_and_given_pseudo_label():
+    """3D, a pseudo-label given from outside, and the default (float32) `pixel_ce` loss maps."""
+    net = tiny_net(seed=3, dims=3).train()
+    image, label = _batch(4, shape=(8, 8, 8), n=2)
+    meta_image, meta_label = _batch(5, shape=(8, 8, 8), n=1)
+    pseudo = torch.randint(0, 3, label.shape, generator=torch.Generator().manual_seed(9))
+    fast = meta_pixel_weights(net, image, label, meta_image, meta_label, lr=1.0, pseudo_label=pseudo)
+    ref_r, ref_p = slow_reference(net, image, label, pseudo, meta_image, meta_label, 1.0)
+    scale = float(torch.cat([ref_r.flatten(), ref_p.flatten()]).abs().max())
+    torch.testing.assert_close(fast.raw_real.double(), ref_r, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(fast.raw_pseudo.double(), ref_p, rtol=1e-5, atol=1e-5 * scale)
+    assert torch.equal(fast.pseudo_label, pseudo)
+
+
+def test_normalisation_sums_to_one_and_zeroes_negatives():
+    raw_r = torch.tensor([[1.0, -2.0], [3.0, 0.0]])
+    raw_p = torch.tensor([[-1.0, 4.0], [0.0, 2.0]])
+    a, b, uniform = normalise_weights(raw_r, raw_p)
+    assert not uniform
+    assert float(a.sum() + b.sum()) == pytest.approx(1.0)
+    assert torch.equal(a == 0, raw_r <= 0) and torch.equal(b == 0, raw_p <= 0)
+    torch.testing.assert_close(a, torch.tensor([[0.1, 0.0], [0.3, 0.0]]))
+    torch.testing.assert_close(b, torch.tensor([[0.0, 0.4], [0.0, 0.2]]))
+
+
+def test_normalisation_all_non_positive_is_uniform():
+    a, b, uniform = normalise_weights(-torch.ones(2, 3), torch.zeros(2, 3))
+    assert uniform
+    torch.testing.assert_close(a, torch.full((2, 3), 1 / 12))
+    torch.testing.assert_close(b, torch.full((2, 3), 1 / 12))
