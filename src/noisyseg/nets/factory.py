@@ -46,7 +46,7 @@ def build_body(cfg: NetConfig, spatial_dims: int, in_channels: int) -> nn.Module
 
         if spatial_dims != 3:
             raise ConfigError("net.arch: vnet is a 3D network; use unet or unetpp for 2D")
-        return VNet(in_channels=in_channels, out_channels=cfg.features, base=cfg.channels[0])
+        return VNet(in_channels=in_channels, out_channels=cfg.features, base=cfg.channels[0], dropout=cfg.dropout)
     raise ConfigError(f"net.arch: unknown architecture '{cfg.arch}'")
 
 

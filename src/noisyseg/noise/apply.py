@@ -1,0 +1,232 @@
+"""Dataset-level label noise: a noisy copy of a dataset plus a per-case noise report.
+
+`make_noisy_dataset` writes a Decathlon-layout copy whose `labelsTr/` carry the chosen
+noise and whose `labelsTr_clean/` keep the clean labels, with `noise_report.csv` (one row
+per training case) and `noise_summary.json`. Trusted cases (the dataset's clean set) always
+keep their clean label. The folder is built beside the target and renamed into place at the
+end, so a failure leaves nothing half-written.
+
+Decathlon inputs keep their image files (hard links, else copies) and dataset.json, so a
+model trained on the copy predicts the original images. Other layouts (LA/Pancreas h5,
+BraTS, Kvasir) are converted: each case's normalised image is written as float32 NIfTI
+(channels declared `noNorm`, so they are not normalised twice), labels as NIfTI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.case import Case, Dataset
+from ..errors import ConfigError, DataError
+from ..io import case_id, list_case_files, read_file, write_image, write_label
+from .l2b import calibrate_l2b, l2b_dataset
+from .morph import choose_clean_cases
+from .registry import LEVEL_PARAMS, apply_protocol, get_protocol, validate_level
+from .report import noise_stats
+
+DEFAULT_MORPH_LEVEL = 0.5  # MT-Noise: half of the training cases corrupted
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _clean_of(case: Case) -> np.ndarray:
+    return case.clean_label if case.clean_label is not None else case.label
+
+
+def corrupted_cases(ids: list[str], trusted: set[str], protocol: str, level: float | None,
+                    clean_fraction: float | None, rng: np.random.Generator) -> set[str]:
+    """Which training cases get noise: for morph a `level` fraction, otherwise all but a
+    `clean_fraction`; trusted cases never."""
+    candidates = [i for i in ids if i not in trusted]
+    if protocol == "morph":
+        frac_clean = 1.0 - (DEFAULT_MORPH_LEVEL if level is None else level)
+    else:
+        frac_clean = clean_fraction or 0.0
+    keep = choose_clean_cases(candidates, clean_fraction=frac_clean, rng=rng) if candidates else set()
+    return set(candidates) - keep
+
+
+def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: float | None, seed: int,
+                 params: dict, progress: bool) -> list[tuple[np.ndarray, dict]]:
+    """(label, info) per case: the protocol's output for corrupted cases, the clean label otherwise.
+
+    Every case draws from its own generator seeded by (seed, case index), so one case's noise
+    does not depend on the others'. l2b is calibrated on the corrupted cases first so the
+    dataset's mean 1 − Dice lands on the level.
+    """
+    out: list[tuple[np.ndarray, dict] | None] = [None] * len(cases)
+    todo = [i for i, c in enumerate(cases) if c.id in corrupt]
+    for i, c in enumerate(cases):
+        if c.id not in corrupt:
+            out[i] = (_clean_of(c), {"protocol": "none"})
+    if protocol == "l2b":
+        labels = [_clean_of(cases[i]) for i in todo]
+        calib = calibrate_l2b(labels, 0.4 if level is None else level, np.random.default_rng(seed), **params)
+        for i, res in zip(todo, l2b_dataset(labels, calib, spacing=cases[todo[0]].spacing if todo else None)):
+            out[i] = res
+        return out  # type: ignore[return-value]
+    gen_level = None if protocol == "morph" else level
+    for i in tqdm(todo, desc=f"noise {protocol}", disable=not progress, leave=False):
+        c = cases[i]
+        out[i] = apply_protocol(protocol, _clean_of(c), rng=np.random.default_rng([seed, i]), level=gen_level,
+                                spacing=c.spacing, **params)
+    return out  # type: ignore[return-value]
+
+
+def _label_files(folder: Path) -> dict[str, Path]:
+    return {case_id(p): p for p in list_case_files(folder)} if folder.is_dir() else {}
+
+
+def _write_decathlon_copy(ds: Dataset, tmp: Path, cases: list[Case], noisy: list[np.ndarray]) -> None:
+    root = ds.root
+    shutil.copytree(root, tmp, copy_function=_link_or_copy, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("labelsTr", "labelsTr_clean", "noise_report.csv",
+                                                  "noise_summary.json", "figures"))
+    originals = _label_files(root / "labelsTr_clean") or _label_files(root / "labelsTr")
+    values = np.asarray(ds.label_values, dtype=np.int64)
+    (tmp / "labelsTr_clean").mkdir(exist_ok=True)
+    for case, lab in zip(cases, noisy):
+        src = originals.get(case.id)
+        if src is None:
+            raise DataError(f"{root / 'labelsTr'}: no label file for case '{case.id}'")
+        _link_or_copy(str(src), str(tmp / "labelsTr_clean" / src.name))
+        affine = read_file(src).affine if src.name.endswith((".nii", ".nii.gz")) else None
+        write_label(tmp / "labelsTr" / src.name, values[lab], affine=affine, spacing=case.spacing)
+
+
+def _write_converted(ds: Dataset, tmp: Path, cases: list[Case], noisy: list[np.ndarray], progress: bool) -> None:
+    values = np.asarray(ds.label_values, dtype=np.int64)
+
+    def put(split: str, case: Case, label: np.ndarray | None, clean: np.ndarray | None) -> dict:
+        img = np.moveaxis(case.image, 0, -1) if case.image.shape[0] > 1 else case.image[0]
+        name = f"{case.id}.nii.gz"
+        write_image(tmp / f"images{split}" / name, img, affine=case.affine)
+        entry = {"image": f"./images{split}/{name}"}
+        if label is not None:
+            write_label(tmp / f"labels{split}" / name, values[label], affine=case.affine, spacing=case.spacing)
+            entry["label"] = f"./labels{split}/{name}"
+        if clean is not None:
+            write_label(tmp / "labelsTr_clean" / name, values[clean], affine=case.affine, spacing=case.spacing)
+        return entry
+
+    training = [put("Tr", c, lab, _clean_of(c)) for c, lab in zip(cases, noisy)]
+    test = []
+    for ref in tqdm(ds.test, desc="convert test cases", disable=not progress, leave=False):
+        c = ref.load()
+        test.append(put("Ts", c, c.label, None)["image"])
+    meta = {
+        "name": f"{ds.root.name} (converted by noisyseg)",
+        "modality": {str(i): "noNorm" for i in range(ds.in_channels)},
+        "source_modalities": ds.modalities,
+        "labels": {str(v): n for v, n in zip(ds.label_values, ds.class_names)},
+        "training": training, "test": test, "numTraining": len(training), "numTest": len(test),
+        "clean_cases": ds.trusted_ids, "regions_class_indices": ds.regions,
+    }
+    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
+
+
+def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, level: float | None = None,
+                       seed: int = 0, params: dict | None = None, clean_fraction: float | None = None,
+                       figures: bool = False, progress: bool = True, clean_cases_file: Path | str | None = None
+                       ) -> Path:
+    """Write a noisy copy of a dataset (see the module docstring); returns `out`.
+
+    Args:
+        data: a dataset folder in any supported layout, with training labels.
+        out: the folder to create (must not exist or be empty).
+        protocol: a name from noisyseg.noise.PROTOCOLS.
+        level: the protocol's level (morph: fraction of corrupted cases, default 0.5;
+            l2b: target 1 − Dice; flip: rate; classswap: fraction).
+        seed: seeds every random choice.
+        params: the protocol's own keyword parameters (e.g. morph size_range).
+        clean_fraction: for protocols other than morph, the share of cases kept clean.
+        figures: also write clean-vs-noisy overlays and a histogram of per-case noise levels.
+    """
+    from ..data import open_dataset
+    from ..engine.checkpoint import package_versions
+
+    get_protocol(protocol)
+    level = validate_level(protocol, level)
+    params = dict(params or {})
+    if protocol not in LEVEL_PARAMS and level is not None:
+        raise ConfigError(f"noise protocol '{protocol}' takes no level")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: output folder exists and is not empty")
+    ds = open_dataset(Path(data), clean_cases_file=clean_cases_file)
+    if not ds.train:
+        raise DataError(f"{ds.root}: no training cases")
+    cases = [r.load() for r in tqdm(ds.train, desc="reading labels", disable=not progress, leave=False)]
+    for c in cases:
+        if c.label is None:
+            raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
+    rng = np.random.default_rng([seed, 1])
+    corrupt = corrupted_cases([c.id for c in cases], set(ds.trusted_ids), protocol, level, clean_fraction, rng)
+    results = noisy_labels(cases, corrupt, protocol=protocol, level=level, seed=seed, params=params,
+                           progress=progress)
+
+    rows = []
+    for c, (lab, info) in zip(cases, results):
+        stats = noise_stats(_clean_of(c), lab, ds.num_classes)
+        rows.append({"case": c.id, "corrupted": int(c.id in corrupt), **stats,
+                     "operation": json.dumps(info, sort_keys=True)})
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        noisy = [r[0] for r in results]
+        if ds.layout == "decathlon":
+            _write_decathlon_copy(ds, tmp, cases, noisy)
+        else:
+            _write_converted(ds, tmp, cases, noisy, progress)
+        keys = list(rows[0].keys())
+        with (tmp / "noise_report.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        levels = np.array([r["noise_level"] for r in rows if r["corrupted"]], dtype=float)
+        summary = {
+            "protocol": protocol, "level": level, "seed": seed, "params": params, "source": str(ds.root),
+            "n_cases": len(rows), "n_corrupted": int(len(corrupt)),
+            "mean_noise_level_corrupted": float(levels.mean()) if levels.size else 0.0,
+            "mean_noise_level_all": float(np.mean([r["noise_level"] for r in rows])),
+            "mean_changed_fraction": float(np.mean([r["changed_fraction"] for r in rows])),
+            "versions": package_versions(),
+        }
+        (tmp / "noise_summary.json").write_text(json.dumps(summary, indent=2))
+        if figures:
+            _figures(tmp / "figures", cases, results, rows, ds.num_classes)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _figures(folder: Path, cases: list[Case], results, rows: list[dict], num_classes: int) -> None:
+    from ..report.figures import _plt, plot_overlays, save_figure
+
+    worst = sorted(range(len(rows)), key=lambda i: -rows[i]["noise_level"])[:4]
+    plot_overlays([(cases[i].id, cases[i].image, {"clean": _clean_of(cases[i]), "noisy": results[i][0]})
+                   for i in worst], folder / "clean_vs_noisy.png", num_classes)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.hist([r["noise_level"] for r in rows], bins=20, color="tab:orange")
+    ax.set_xlabel("1 - Dice(noisy, clean) per case")
+    ax.set_ylabel("cases")
+    save_figure(fig, folder / "noise_levels.png")
