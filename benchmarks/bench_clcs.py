@@ -13,8 +13,8 @@ networks, so 2x is the floor; the target is <= 2.05x.
 On CPU, glibc returns freed activation memory to the OS and page-faults it back on the next
 step; CLCS holds both networks' activations at once (the two branches are coupled through
 the vote and the discrepancy loss), a working set twice as large, which alone costs about 7%
-on top of 2x. `--keep-memory` turns that trimming off (mallopt, glibc only) so the ratio
-measures compute, as on CUDA, whose caching allocator keeps its memory.
+on top of 2x. The training loop turns that trimming off on CPU (engine/cpu_memory.py), and so
+does this benchmark unless `--trim-memory` is given.
 
 Cases: 2d = U-Net [16, 32, 64, 128], batch 8 x 1 x 128 x 128, 3 classes;
 3d = U-Net [8, 16, 32, 64], batch 2 x 1 x 64^3, 2 classes.
@@ -30,6 +30,7 @@ import time
 import torch
 
 from noisyseg.config import MethodConfig, NetConfig
+from noisyseg.engine.cpu_memory import keep_freed_memory
 from noisyseg.methods import StepInfo, validate_method
 from noisyseg.nets import net_factory
 
@@ -37,16 +38,6 @@ CASES = {
     "2d": dict(dims=2, channels=[16, 32, 64, 128], shape=(8, 1, 128, 128), classes=3),
     "3d": dict(dims=3, channels=[8, 16, 32, 64], shape=(2, 1, 64, 64, 64), classes=2),
 }
-
-
-def keep_memory() -> None:
-    """Stop glibc from trimming the heap or serving large blocks by mmap (benchmark only)."""
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_trim_threshold, 2**31 - 1)
-    libc.mallopt(m_mmap_threshold, 2**30)
 
 
 def build(name: str, case: dict, device: torch.device):
@@ -121,12 +112,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="interleaved timed blocks per method")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per method first")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
-    ap.add_argument("--keep-memory", action="store_true",
-                    help="CPU: keep freed memory in the process (glibc mallopt), see the module doc")
+    ap.add_argument("--trim-memory", action="store_true",
+                    help="CPU: leave glibc's default trimming on (the loop turns it off, see engine/cpu_memory.py)")
     ap.add_argument("--cases", nargs="+", default=["2d", "3d"], choices=sorted(CASES))
     args = ap.parse_args()
-    if args.keep_memory:
-        keep_memory()
+    if not args.trim_memory:
+        keep_freed_memory()  # what the training loop does on CPU
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else

@@ -79,6 +79,7 @@ class TrainConfig(StrictModel):
     sw_overlap: float = Field(0.5, ge=0.0, lt=1.0)
     sw_mode: Literal["gaussian", "constant"] = "gaussian"
     val_max_cases: int = Field(8, ge=1)
+    keep_cpu_memory: bool = True
 
 
 class MethodConfig(StrictModel):

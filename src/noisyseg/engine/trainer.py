@@ -28,6 +28,7 @@ from ..io import atomic_path
 from ..methods import Method, StepInfo, validate_method
 from ..nets import downsample_factor, net_factory
 from . import distributed as dist_utils
+from .cpu_memory import keep_freed_memory
 from .checkpoint import load_checkpoint, package_versions, rng_state, save_checkpoint, set_rng_state
 from .inference import predict_case
 from .logger import RunLogger
@@ -168,6 +169,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
         device = torch.device("cuda", dinfo.local_rank)
         torch.cuda.set_device(device)
     show = progress and dinfo.is_main
+    if device.type == "cpu" and cfg.train.keep_cpu_memory:
+        keep_freed_memory()
 
     dims = training_dims(cfg, dataset)
     patch = resolve_patch(cfg, dims)

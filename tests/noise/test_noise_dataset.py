@@ -1,0 +1,106 @@
+"""Dataset-level noise (`noisyseg noise`): a readable noisy copy, its report, and bad input."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from noisyseg.cli import app
+from noisyseg.data import open_dataset
+from noisyseg.noise.apply import make_noisy_dataset
+
+runner = CliRunner()
+
+
+def _labels(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_morph_copy_keeps_clean_labels_trusted_cases_and_reports_noise(mni_small, tmp_path):
+    out = make_noisy_dataset(mni_small, tmp_path / "n", protocol="morph", level=0.5, seed=1, progress=False)
+    ds = open_dataset(out)
+    assert ds.has_clean_labels and ds.trusted_ids == open_dataset(mni_small).trusted_ids
+    rows = {r["case"]: r for r in csv.DictReader((out / "noise_report.csv").open())}
+    candidates = [r.id for r in ds.train if r.id not in ds.trusted_ids]
+    corrupted = [c for c, r in rows.items() if r["corrupted"] == "1"]
+    assert len(corrupted) == round(0.5 * len(candidates)) and not set(corrupted) & set(ds.trusted_ids)
+    for ref in ds.train:
+        case = ref.load()
+        changed = float(np.mean(case.label != case.clean_label))
+        assert changed == pytest.approx(float(rows[case.id]["changed_fraction"]))
+        if case.id in corrupted:
+            assert changed > 0
+        else:  # a kept-clean case is byte-identical to the source label
+            assert (out / "labelsTr" / f"{case.id}.png").read_bytes() == (mni_small / "labelsTr" / f"{case.id}.png").read_bytes()
+    # the clean labels and the test split are the source's, byte for byte
+    assert _labels(out / "labelsTr_clean") == _labels(mni_small / "labelsTr")
+    assert _labels(out / "labelsTs") == _labels(mni_small / "labelsTs")
+    summary = json.loads((out / "noise_summary.json").read_text())
+    assert summary["n_corrupted"] == len(corrupted) and summary["seed"] == 1
+
+
+def test_same_seed_same_labels_other_seed_other_labels(mni_small, tmp_path):
+    a = make_noisy_dataset(mni_small, tmp_path / "a", protocol="flip", level=0.05, seed=3, progress=False)
+    b = make_noisy_dataset(mni_small, tmp_path / "b", protocol="flip", level=0.05, seed=3, progress=False)
+    c = make_noisy_dataset(mni_small, tmp_path / "c", protocol="flip", level=0.05, seed=4, progress=False)
+    assert _labels(a / "labelsTr") == _labels(b / "labelsTr")
+    assert _labels(a / "labelsTr") != _labels(c / "labelsTr")
+
+
+def test_3d_nifti_copy_keeps_the_affine_and_label_values(phantom3d, tmp_path):
+    import nibabel as nib
+
+    out = make_noisy_dataset(phantom3d, tmp_path / "n", protocol="markov", seed=0, progress=False)
+    for src in sorted((phantom3d / "labelsTr").iterdir()):
+        a, b = nib.load(str(out / "labelsTr" / src.name)), nib.load(str(src))
+        assert np.allclose(a.affine, b.affine)
+        assert set(np.unique(np.asarray(a.dataobj))) <= set(np.unique(np.asarray(b.dataobj)))
+
+
+def test_h5_layout_is_converted_to_a_readable_decathlon_copy(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "LA"
+    ids = ["A1", "B2", "C3"]
+    for cid in ids:
+        (root / "2018LA_Seg_Training Set" / cid).mkdir(parents=True)
+        lab = np.zeros((24, 20, 16), np.uint8)
+        lab[6:18, 5:15, 4:12] = 1
+        with h5py.File(root / "2018LA_Seg_Training Set" / cid / "mri_norm2.h5", "w") as h:
+            h["image"] = rng.normal(size=lab.shape).astype(np.float32) + lab
+            h["label"] = lab
+    (root / "train.list").write_text("\n".join(ids) + "\n")
+    out = make_noisy_dataset(root, tmp_path / "n", protocol="morph", level=1.0, seed=0, progress=False)
+    ds = open_dataset(out)
+    src = open_dataset(root)
+    case, orig = ds.train[0].load(), src.train[0].load()
+    assert np.allclose(case.image, orig.image, atol=1e-6)  # not normalised twice
+    assert case.spacing == pytest.approx(orig.spacing)
+    assert np.array_equal(case.clean_label, orig.label) and (case.label != orig.label).any()
+
+
+def test_bad_input_gives_one_line_exit_2_and_writes_nothing(mni_small, tmp_path):
+    def run(*args):
+        return runner.invoke(app, ["noise", "--data", str(mni_small), "--out", str(tmp_path / "n"), *map(str, args)])
+
+    res = run("--protocol", "morf")
+    assert res.exit_code == 2 and "did you mean 'morph'" in res.stderr
+    res = run("--protocol", "flip", "--level", "1.5")
+    assert res.exit_code == 2 and "level" in res.stderr
+    res = runner.invoke(app, ["noise", "--data", str(mni_small / "imagesTr"), "--out", str(tmp_path / "n"),
+                              "--protocol", "morph"])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "n").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".n.")]  # no partial folder left
+
+
+def test_cli_writes_figures_and_prints_the_summary(mni_small, tmp_path):
+    res = runner.invoke(app, ["noise", "--data", str(mni_small), "--out", str(tmp_path / "n"), "--protocol", "morph",
+                              "--level", "1.0", "--figures", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "cases corrupted" in res.output
+    assert (tmp_path / "n" / "figures" / "clean_vs_noisy.png").is_file()
+    assert (tmp_path / "n" / "figures" / "noise_levels.png").is_file()
