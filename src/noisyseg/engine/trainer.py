@@ -174,7 +174,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
 
     dims = training_dims(cfg, dataset)
     patch = resolve_patch(cfg, dims)
-    validate_method(cfg.method)
+    method_cls, _ = validate_method(cfg.method)
     state = None
     if resume:
         state = load_checkpoint(last_path)
@@ -185,7 +185,6 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
         raise ConfigError(f"{run_dir}: run folder exists and is not empty (use --resume or another --out)")
 
     trusted = list(trusted_ids if trusted_ids is not None else dataset.trusted_ids)
-    method_cls, _ = validate_method(cfg.method)
     if method_cls.needs_trusted and not trusted:
         raise ConfigError(f"method '{cfg.method.name}' needs trusted cases: give --clean-cases FILE "
                           "or a 'clean_cases' list in dataset.json")
