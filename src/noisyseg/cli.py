@@ -133,7 +133,7 @@ def demo(
 @handle_errors
 def noise(
     data: Path = typer.Option(..., help="dataset folder with training labels"),
-    protocol: str = typer.Option(..., help="morph, l2b, markov, affine, polygon, ellipse, classswap, flip"),
+    protocol: str = typer.Option(..., help="morph, l2b, markov, affine, polygon, ellipse, classswap, flip, pseudo, sfda"),
     out: Path = typer.Option(..., help="folder for the noisy copy (Decathlon layout)"),
     level: Optional[float] = typer.Option(None, help="morph: corrupted-case fraction; l2b: 1-Dice; flip: rate"),
     seed: int = typer.Option(0),
@@ -141,14 +141,20 @@ def noise(
     clean_cases: Optional[Path] = typer.Option(None, help="trusted case ids (always kept clean)"),
     figures: bool = typer.Option(False, help="write clean-vs-noisy overlays and a noise histogram"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    source: Optional[Path] = typer.Option(None, help="sfda: source dataset to train a supervised source model on"),
+    source_run: Optional[Path] = typer.Option(None, help="pseudo/sfda: trained run folder used as source model"),
 ) -> None:
-    """Write a copy of a dataset whose training labels carry a chosen noise, plus noise_report.csv."""
+    """Write a copy of a dataset whose training labels carry a chosen noise, plus noise_report.csv.
+
+    Model protocols: pseudo (labels = predictions of --source-run) and sfda (source model from
+    --source-run or trained on --source, entropy-adapted to the target images, then predicting)."""
     import json
 
     from .noise.apply import make_noisy_dataset
 
     make_noisy_dataset(data, out, protocol=protocol, level=level, seed=seed, clean_fraction=clean_fraction,
-                       figures=figures, progress=not quiet, clean_cases_file=clean_cases)
+                       figures=figures, progress=not quiet, clean_cases_file=clean_cases,
+                       source=source, source_run=source_run)
     summary = json.loads((out / "noise_summary.json").read_text())
     typer.echo(f"{summary['n_corrupted']}/{summary['n_cases']} cases corrupted; mean 1-Dice over corrupted "
                f"cases {summary['mean_noise_level_corrupted']:.3f}; written to {out}")

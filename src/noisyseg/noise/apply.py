@@ -28,6 +28,7 @@ from ..data.case import Case, Dataset
 from ..errors import ConfigError, DataError
 from ..io import case_id, list_case_files, read_file, write_image, write_label
 from .l2b import calibrate_l2b, l2b_dataset
+from .model_labels import MODEL_PROTOCOLS, check_model_protocol_args, model_noisy_labels
 from .morph import choose_clean_cases
 from .registry import LEVEL_PARAMS, apply_protocol, get_protocol, validate_level
 from .report import noise_stats
@@ -140,8 +141,9 @@ def _write_converted(ds: Dataset, tmp: Path, cases: list[Case], noisy: list[np.n
 
 def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, level: float | None = None,
                        seed: int = 0, params: dict | None = None, clean_fraction: float | None = None,
-                       figures: bool = False, progress: bool = True, clean_cases_file: Path | str | None = None
-                       ) -> Path:
+                       figures: bool = False, progress: bool = True, clean_cases_file: Path | str | None = None,
+                       source: Path | str | None = None, source_run: Path | str | None = None,
+                       source_overrides: dict | None = None) -> Path:
     """Write a noisy copy of a dataset (see the module docstring); returns `out`.
 
     Args:
@@ -154,15 +156,29 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         params: the protocol's own keyword parameters (e.g. morph size_range).
         clean_fraction: for protocols other than morph, the share of cases kept clean.
         figures: also write clean-vs-noisy overlays and a histogram of per-case noise levels.
+        source, source_run, source_overrides: for the model protocols `pseudo` (needs
+            `source_run`) and `sfda` (needs `source_run` or `source`, a source dataset on which
+            a `supervised` run is trained with `source_overrides` into a temporary folder that
+            is removed); `params` then holds sfda's adaptation settings (steps, lr,
+            batch_size, patch_size). See noisyseg.noise.model_labels.
     """
     from ..data import open_dataset
     from ..engine.checkpoint import package_versions
 
-    get_protocol(protocol)
-    level = validate_level(protocol, level)
     params = dict(params or {})
-    if protocol not in LEVEL_PARAMS and level is not None:
-        raise ConfigError(f"noise protocol '{protocol}' takes no level")
+    model_protocol = protocol in MODEL_PROTOCOLS
+    if model_protocol:
+        if level is not None:
+            raise ConfigError(f"noise protocol '{protocol}' takes no level")
+        check_model_protocol_args(protocol, source, source_run, params)
+    else:
+        if source is not None or source_run is not None:
+            raise ConfigError(f"noise protocol '{protocol}' takes no --source/--source-run "
+                              f"(only {', '.join(MODEL_PROTOCOLS)} do)")
+        get_protocol(protocol)
+        level = validate_level(protocol, level)
+        if protocol not in LEVEL_PARAMS and level is not None:
+            raise ConfigError(f"noise protocol '{protocol}' takes no level")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: output folder exists and is not empty")
@@ -175,8 +191,14 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
             raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
     rng = np.random.default_rng([seed, 1])
     corrupt = corrupted_cases([c.id for c in cases], set(ds.trusted_ids), protocol, level, clean_fraction, rng)
-    results = noisy_labels(cases, corrupt, protocol=protocol, level=level, seed=seed, params=params,
-                           progress=progress)
+    if model_protocol:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        results = model_noisy_labels(protocol, ds, cases, corrupt, seed=seed, source=source, source_run=source_run,
+                                     source_overrides=source_overrides, params=params, progress=progress,
+                                     scratch_dir=out.parent)
+    else:
+        results = noisy_labels(cases, corrupt, protocol=protocol, level=level, seed=seed, params=params,
+                               progress=progress)
 
     rows = []
     for c, (lab, info) in zip(cases, results):
