@@ -31,3 +31,13 @@ def test_demo_refuses_a_non_empty_folder_and_unknown_methods(tmp_path):
     assert res.exit_code == 2 and "not empty" in res.stderr
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "y"), "--methods", "clsc"])
     assert res.exit_code == 2 and "did you mean 'clcs'" in res.stderr and not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow
+def test_demo_runs_a_model_based_noise_protocol_by_name(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--quiet", "--noise", "pseudo",
+                                   "--methods", "supervised"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "data" / "noisy_pseudo" / "noise_summary.json").read_text())
+    assert summary["protocol"] == "pseudo" and summary["mean_noise_level_corrupted"] > 0

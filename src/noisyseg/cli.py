@@ -143,6 +143,9 @@ def noise(
     quiet: bool = typer.Option(False, help="no progress bar"),
     source: Optional[Path] = typer.Option(None, help="sfda: source dataset to train a supervised source model on"),
     source_run: Optional[Path] = typer.Option(None, help="pseudo/sfda: trained run folder used as source model"),
+    param: Optional[list[str]] = typer.Option(None, help="protocol parameter KEY=VALUE (repeatable), "
+                                                      "e.g. size_range=[3,7] for morph, steps=100 for sfda"),
+    source_config: Optional[Path] = typer.Option(None, help="sfda --source: YAML config of the source training"),
 ) -> None:
     """Write a copy of a dataset whose training labels carry a chosen noise, plus noise_report.csv.
 
@@ -152,9 +155,12 @@ def noise(
 
     from .noise.apply import make_noisy_dataset
 
+    from .config import load_yaml_mapping, parse_key_values
+
     make_noisy_dataset(data, out, protocol=protocol, level=level, seed=seed, clean_fraction=clean_fraction,
                        figures=figures, progress=not quiet, clean_cases_file=clean_cases,
-                       source=source, source_run=source_run)
+                       source=source, source_run=source_run, params=parse_key_values(param or [], "--param"),
+                       source_overrides=load_yaml_mapping(source_config) if source_config else None)
     summary = json.loads((out / "noise_summary.json").read_text())
     typer.echo(f"{summary['n_corrupted']}/{summary['n_cases']} cases corrupted; mean 1-Dice over corrupted "
                f"cases {summary['mean_noise_level_corrupted']:.3f}; written to {out}")

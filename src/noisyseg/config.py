@@ -137,6 +137,34 @@ def deep_update(base: dict, over: dict) -> dict:
     return out
 
 
+def load_yaml_mapping(path: Path | str) -> dict:
+    """A YAML file holding a mapping; ConfigError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def parse_key_values(items: list[str], option: str) -> dict[str, Any]:
+    """['a=1', 'b=[3,7]'] → {'a': 1, 'b': [3, 7]} (values parsed as YAML); ConfigError otherwise."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option}: expected KEY=VALUE, got '{item}'")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{option}: cannot parse the value of '{key}'") from exc
+    return out
+
+
 def load_config(path: Path | str | None = None, overrides: dict | None = None) -> RunConfig:
     """Read a YAML config (optional), apply overrides, validate; ConfigError on any problem.
 
@@ -146,16 +174,8 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
     raw: dict = {}
     where = "config"
     if path is not None:
-        path = Path(path)
         where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        raw = load_yaml_mapping(path)
         raw = {k: v for k, v in raw.items() if k in RunConfig.model_fields}
     raw = deep_update(raw, overrides or {})
     try:

@@ -69,7 +69,9 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
     from .data.demo_data import write_mni_demo, write_phantom_demo
     from .methods import available_methods, get_method_class
     from .noise import get_protocol
+    from .config import deep_update
     from .noise.apply import make_noisy_dataset
+    from .noise.model_labels import MODEL_PROTOCOLS
     from .report.demo_report import demo_figures, demo_table, run_dir_name
 
     out = Path(out)
@@ -77,7 +79,8 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
     methods = methods or [m for m in DEMO_METHODS if m in available_methods()]
     for m in methods:
         get_method_class(m)
-    get_protocol(noise)
+    if noise not in MODEL_PROTOCOLS:
+        get_protocol(noise)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: demo output folder exists and is not empty (choose another --out)")
     t0 = time.perf_counter()
@@ -87,6 +90,12 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
     writer(data_dir, seed=seed, **settings["data"])
     noisy_dir = out / "data" / f"noisy_{noise}"
     noise_kw = settings["noise"] if noise == "morph" else {}
+    if noise in MODEL_PROTOCOLS:
+        # a briefly trained source model: its errors are the label noise (and sfda adapts it first)
+        source_run = out / "runs" / "noise_source_model"
+        brief = deep_update(settings["config"], {"train": {"max_steps": 30, "val_every": 30}})
+        api.train(data=data_dir, out=source_run, method="supervised", seed=seed, overrides=brief, progress=progress)
+        noise_kw = {"source_run": source_run}
     make_noisy_dataset(data_dir, noisy_dir, protocol=noise, seed=seed, progress=progress, **noise_kw)
 
     runs = [(CLEAN_RUN, "supervised", data_dir)] + [(m, m, noisy_dir) for m in methods]

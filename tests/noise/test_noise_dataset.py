@@ -104,3 +104,15 @@ def test_cli_writes_figures_and_prints_the_summary(mni_small, tmp_path):
     assert "cases corrupted" in res.output
     assert (tmp_path / "n" / "figures" / "clean_vs_noisy.png").is_file()
     assert (tmp_path / "n" / "figures" / "noise_levels.png").is_file()
+
+
+def test_protocol_parameters_are_checked_and_passed(mni_small, tmp_path):
+    with pytest.raises(Exception, match="did you mean 'size'"):
+        make_noisy_dataset(mni_small, tmp_path / "bad", protocol="morph", params={"sizes": 3}, progress=False)
+    assert not (tmp_path / "bad").exists()
+    res = runner.invoke(app, ["noise", "--data", str(mni_small), "--out", str(tmp_path / "n"), "--protocol", "morph",
+                              "--level", "1", "--param", "size=3", "--param", "op=dilate", "--quiet"])
+    assert res.exit_code == 0, res.output
+    ops = [json.loads(r["operation"]) for r in csv.DictReader((tmp_path / "n" / "noise_report.csv").open())
+           if r["corrupted"] == "1"]
+    assert ops and all(o["op"] == "dilate" and o["size"] == 3 for o in ops)

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.case import Case, Dataset
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, unknown_name
 from ..io import case_id, list_case_files, read_file, write_image, write_label
 from .l2b import calibrate_l2b, l2b_dataset
 from .model_labels import MODEL_PROTOCOLS, check_model_protocol_args, model_noisy_labels
@@ -58,6 +58,20 @@ def corrupted_cases(ids: list[str], trusted: set[str], protocol: str, level: flo
         frac_clean = clean_fraction or 0.0
     keep = choose_clean_cases(candidates, clean_fraction=frac_clean, rng=rng) if candidates else set()
     return set(candidates) - keep
+
+
+def check_protocol_params(protocol: str, params: dict) -> None:
+    """ConfigError (with a suggestion) for a parameter the protocol does not take; l2b's
+    parameters are those of its calibration."""
+    import inspect
+
+    fn = calibrate_l2b if protocol == "l2b" else get_protocol(protocol)
+    reserved = {"label", "labels", "spacing", "rng", "level"}
+    allowed = [n for n, p in inspect.signature(fn).parameters.items()
+               if p.kind == p.KEYWORD_ONLY and n not in reserved]
+    for key in params:
+        if key not in allowed:
+            raise unknown_name(f"parameter of noise protocol '{protocol}'", key, allowed)
 
 
 def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: float | None, seed: int,
@@ -175,7 +189,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         if source is not None or source_run is not None:
             raise ConfigError(f"noise protocol '{protocol}' takes no --source/--source-run "
                               f"(only {', '.join(MODEL_PROTOCOLS)} do)")
-        get_protocol(protocol)
+        check_protocol_params(protocol, params)
         level = validate_level(protocol, level)
         if protocol not in LEVEL_PARAMS and level is not None:
             raise ConfigError(f"noise protocol '{protocol}' takes no level")
