@@ -84,7 +84,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput
-from .losses import ce_dice_loss, one_hot, pixel_ce, soft_dice_loss, weighted_mean
+from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean
 from .registry import register
 
 RCE_LOG_FLOOR = 1e-4  # clamp of the one-hot target inside RCE's log
@@ -167,8 +167,12 @@ def reverse_ce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, *S) float32, in [0, −log 1e-4].
     """
-    p_t = probs.float().gather(1, target.unsqueeze(1)).squeeze(1)
-    return -math.log(RCE_LOG_FLOOR) * (1.0 - p_t)
+    return reverse_ce_from_p(probs.float().gather(1, target.unsqueeze(1)).squeeze(1))
+
+
+def reverse_ce_from_p(p_target: torch.Tensor) -> torch.Tensor:
+    """The closed form of `reverse_ce` from the probability of the given class, (N, *S)."""
+    return -math.log(RCE_LOG_FLOOR) * (1.0 - p_target)
 
 
 def clean_mask(mean_probs: torch.Tensor, label: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -197,10 +201,8 @@ def confident_shares(mean_probs: torch.Tensor, tau: float) -> torch.Tensor:
     """
     p = mean_probs.detach().float()
     conf, pred = p.max(1)
-    k = p.shape[1]
-    dims = (0,) + tuple(range(2, p.ndim))
-    confident = one_hot(pred, k) * (conf > tau).unsqueeze(1)
-    return confident.sum(dims) / conf.numel()
+    counts = torch.bincount(pred[conf > tau], minlength=p.shape[1]).float()
+    return counts / conf.numel()
 
 
 # --------------------------------------------------------------------------- the method
@@ -274,13 +276,14 @@ class CLCS(Method):
         z1, logits1 = self.net1.forward_with_features(x)
         z2, logits2 = self.net2.forward_with_features(x)
         logits1, logits2 = logits1.float(), logits2.float()
-        prob1, prob2 = torch.softmax(logits1, 1), torch.softmax(logits2, 1)
-        mean_probs = 0.5 * (prob1.detach() + prob2.detach())
+        # one log-softmax per branch serves CE, RCE (through p_ỹ) and, detached, the vote
+        logp1, logp2 = torch.log_softmax(logits1, 1), torch.log_softmax(logits2, 1)
+        with torch.no_grad():
+            mean_probs = 0.5 * (logp1.exp() + logp2.exp())
 
         thr = self.thresholds()  # from σ before this batch
         clean = clean_mask(mean_probs, label, thr)
         self._update_sigma(mean_probs)
-        target = one_hot(label, k)
         warm = info.step < self.warmup_steps(info.max_steps)
 
         if warm:
@@ -290,30 +293,32 @@ class CLCS(Method):
             terms = {"loss/warmup": loss.detach(), "loss/dis": l_dis}
         else:
             cleanf = clean.float()
-            noisy_w = (1.0 - cleanf) * mean_probs.gather(1, label.unsqueeze(1)).squeeze(1)
+            lab = label.unsqueeze(1)
+            noisy_w = (1.0 - cleanf) * mean_probs.gather(1, lab).squeeze(1)
+            target = one_hot(label, k) if self.use_dice else None
             l_clean = x.new_zeros((), dtype=torch.float32)
             l_nbl = x.new_zeros((), dtype=torch.float32)
-            for logits, prob in ((logits1, prob1), (logits2, prob2)):
-                ce = pixel_ce(logits, label)
+            for logp in (logp1, logp2):
+                logp_t = logp.gather(1, lab).squeeze(1)
+                ce = -logp_t
                 l_clean = l_clean + weighted_mean(ce, cleanf)
                 if self.use_dice:
-                    l_clean = l_clean + soft_dice_loss(prob, target, cleanf)
+                    l_clean = l_clean + soft_dice_loss(logp.exp(), target, cleanf)
                 if p.lambda_nbl > 0:
-                    nbl = p.nbl_alpha * ce + p.nbl_beta * reverse_ce(prob, label)
+                    nbl = p.nbl_alpha * ce + p.nbl_beta * reverse_ce_from_p(logp_t.exp())
                     l_nbl = l_nbl + (noisy_w * nbl).sum() / noisy_w.numel()
             l_dis = discrepancy_loss(z1, z2)
             loss = l_clean + p.lambda_dis * l_dis + p.lambda_nbl * l_nbl
             terms = {"loss/clean": l_clean.detach(), "loss/dis": l_dis.detach(), "loss/nbl": l_nbl.detach()}
-        return StepOutput(loss, self._logs(thr, clean, target, batch, terms))
+        return StepOutput(loss, self._logs(thr, clean, label, batch, terms))
 
     @torch.no_grad()
-    def _logs(self, thr: torch.Tensor, clean: torch.Tensor, target: torch.Tensor, batch, terms: dict) -> dict:
+    def _logs(self, thr: torch.Tensor, clean: torch.Tensor, label: torch.Tensor, batch, terms: dict) -> dict:
         """Every scalar of the step in one tensor, copied to the host once."""
         k = self.num_classes
-        dims = (0,) + tuple(range(2, target.ndim))
         cleanf = clean.float()
-        per_class = target.sum(dims)
-        clean_per_class = (target * cleanf.unsqueeze(1)).sum(dims)
+        per_class = torch.bincount(label.reshape(-1), minlength=k).float()
+        clean_per_class = torch.bincount(label[clean.bool()], minlength=k).float()
         names = [f"threshold/c{c}" for c in range(k)] + [f"clean_frac/c{c}" for c in range(k)] + list(terms)
         values = [thr.float(), clean_per_class / per_class, torch.stack([v.float() for v in terms.values()])]
         if "clean_label" in batch:
