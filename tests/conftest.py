@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-LA_ROOT = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "LA").resolve()
-
 
 @pytest.fixture(scope="session")
 def mni_small(tmp_path_factory) -> Path:

@@ -138,6 +138,7 @@ def noise(
     level: Optional[float] = typer.Option(None, help="morph: corrupted-case fraction; l2b: 1-Dice; flip: rate"),
     seed: int = typer.Option(0),
     clean_fraction: Optional[float] = typer.Option(None, help="share of cases kept clean (not morph)"),
+    n_clean: Optional[int] = typer.Option(None, help="number of cases kept clean (any protocol)"),
     clean_cases: Optional[Path] = typer.Option(None, help="trusted case ids (always kept clean)"),
     figures: bool = typer.Option(False, help="write clean-vs-noisy overlays and a noise histogram"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -158,7 +159,7 @@ def noise(
     from .config import load_yaml_mapping, parse_key_values
 
     make_noisy_dataset(data, out, protocol=protocol, level=level, seed=seed, clean_fraction=clean_fraction,
-                       figures=figures, progress=not quiet, clean_cases_file=clean_cases,
+                       n_clean=n_clean, figures=figures, progress=not quiet, clean_cases_file=clean_cases,
                        source=source, source_run=source_run, params=parse_key_values(param or [], "--param"),
                        source_overrides=load_yaml_mapping(source_config) if source_config else None)
     summary = json.loads((out / "noise_summary.json").read_text())

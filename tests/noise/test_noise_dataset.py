@@ -116,3 +116,13 @@ def test_protocol_parameters_are_checked_and_passed(mni_small, tmp_path):
     ops = [json.loads(r["operation"]) for r in csv.DictReader((tmp_path / "n" / "noise_report.csv").open())
            if r["corrupted"] == "1"]
     assert ops and all(o["op"] == "dilate" and o["size"] == 3 for o in ops)
+
+
+def test_a_chosen_number_of_cases_stays_clean(mni_small, tmp_path):
+    res = runner.invoke(app, ["noise", "--data", str(mni_small), "--out", str(tmp_path / "n"), "--protocol", "morph",
+                              "--n-clean", "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "n" / "noise_report.csv").open()))
+    trusted = set(open_dataset(mni_small).trusted_ids)
+    kept = [r["case"] for r in rows if r["corrupted"] == "0" and r["case"] not in trusted]
+    assert len(kept) == 2

@@ -48,10 +48,14 @@ def _clean_of(case: Case) -> np.ndarray:
 
 
 def corrupted_cases(ids: list[str], trusted: set[str], protocol: str, level: float | None,
-                    clean_fraction: float | None, rng: np.random.Generator) -> set[str]:
-    """Which training cases get noise: for morph a `level` fraction, otherwise all but a
-    `clean_fraction`; trusted cases never."""
+                    clean_fraction: float | None, rng: np.random.Generator, n_clean: int | None = None) -> set[str]:
+    """Which training cases get noise: `n_clean` cases kept clean when given; else for morph a
+    `level` fraction corrupted, otherwise all but a `clean_fraction`; trusted cases never."""
     candidates = [i for i in ids if i not in trusted]
+    if n_clean is not None:
+        if not 0 <= n_clean <= len(candidates):
+            raise ConfigError(f"n_clean must be in [0, {len(candidates)}] (untrusted training cases), got {n_clean}")
+        return set(candidates) - choose_clean_cases(candidates, n_clean=n_clean, rng=rng)
     if protocol == "morph":
         frac_clean = 1.0 - (DEFAULT_MORPH_LEVEL if level is None else level)
     else:
@@ -156,6 +160,7 @@ def _write_converted(ds: Dataset, tmp: Path, cases: list[Case], noisy: list[np.n
 def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, level: float | None = None,
                        seed: int = 0, params: dict | None = None, clean_fraction: float | None = None,
                        figures: bool = False, progress: bool = True, clean_cases_file: Path | str | None = None,
+                       n_clean: int | None = None,
                        source: Path | str | None = None, source_run: Path | str | None = None,
                        source_overrides: dict | None = None) -> Path:
     """Write a noisy copy of a dataset (see the module docstring); returns `out`.
@@ -169,6 +174,8 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         seed: seeds every random choice.
         params: the protocol's own keyword parameters (e.g. morph size_range).
         clean_fraction: for protocols other than morph, the share of cases kept clean.
+        n_clean: the number of (untrusted) cases kept clean, for any protocol (MTCL's LA
+            recipe keeps 8 of 80); overrides `level`'s case fraction for morph.
         figures: also write clean-vs-noisy overlays and a histogram of per-case noise levels.
         source, source_run, source_overrides: for the model protocols `pseudo` (needs
             `source_run`) and `sfda` (needs `source_run` or `source`, a source dataset on which
@@ -204,7 +211,8 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         if c.label is None:
             raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
     rng = np.random.default_rng([seed, 1])
-    corrupt = corrupted_cases([c.id for c in cases], set(ds.trusted_ids), protocol, level, clean_fraction, rng)
+    corrupt = corrupted_cases([c.id for c in cases], set(ds.trusted_ids), protocol, level, clean_fraction, rng,
+                              n_clean)
     if model_protocol:
         out.parent.mkdir(parents=True, exist_ok=True)
         results = model_noisy_labels(protocol, ds, cases, corrupt, seed=seed, source=source, source_run=source_run,
