@@ -8,18 +8,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig, load_config
 from .errors import ConfigError, DataError
 from .io import case_id, list_case_files, write_label
 
-RUN_FILES = ("config.yaml", "run_info.json")
 
 
 def open_data(data: Path | str, clean_cases: Path | str | None = None):

@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .errors import ConfigError
 from .io import atomic_path
 
@@ -68,10 +66,11 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
              noise: str = "morph", seed: int = 0, progress: bool = True) -> DemoResult:
     """Run the demo into `out`; returns the printed table and the summary."""
     from . import api
+    from .config import deep_update
     from .data.demo_data import write_mni_demo, write_phantom_demo
+    from .engine.checkpoint import package_versions
     from .methods import available_methods, get_method_class
     from .noise import get_protocol
-    from .config import deep_update
     from .noise.apply import make_noisy_dataset
     from .noise.model_labels import MODEL_PROTOCOLS
     from .report.demo_report import demo_figures, demo_table, run_dir_name
@@ -116,7 +115,9 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
     demo_figures(out, runs, data_dir, noisy_dir)
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps({"task": task, "quick": quick, "noise": noise, "seed": seed,
-                                   "seconds": time.perf_counter() - t0, "results": summary}, indent=2))
+                                   "settings": settings, "method_params": METHOD_PARAMS,
+                                   "versions": package_versions(), "seconds": time.perf_counter() - t0,
+                                   "results": summary}, indent=2))
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(table + "\n")
     return DemoResult(table, summary, out)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from noisyseg import api
-from noisyseg.errors import ConfigError, DataError
+from noisyseg.errors import ConfigError
 from noisyseg.engine.checkpoint import load_checkpoint
 
 

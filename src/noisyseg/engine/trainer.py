@@ -8,7 +8,6 @@ averaging under torchrun. Methods only turn a batch into a loss (see methods/bas
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
