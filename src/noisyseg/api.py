@@ -18,7 +18,6 @@ from .errors import ConfigError, DataError
 from .io import case_id, list_case_files, write_label
 
 
-
 def open_data(data: Path | str, clean_cases: Path | str | None = None):
     """Open a dataset folder in any supported layout (see noisyseg.data.open_dataset)."""
     from .data import open_dataset
