@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+
+from noisyseg.config import RunConfig, load_config, parse_key_values
+from noisyseg.errors import ConfigError
+from noisyseg.methods import validate_method
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "example.yaml"
+
+
+def test_example_config_lists_every_option_with_its_default():
+    assert load_config(EXAMPLE) == RunConfig()
+
+
+def test_overrides_merge_deeply_and_are_validated():
+    cfg = load_config(EXAMPLE, {"train": {"max_steps": 7}, "method": {"name": "clcs"}})
+    assert cfg.train.max_steps == 7 and cfg.train.val_every == 100 and cfg.method.name == "clcs"
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        load_config(None, {"train": {"max_steps": 0}})
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        load_config(None, {"optim": {"lrr": 0.1}})
+
+
+def test_method_params_are_validated_by_the_method():
+    from noisyseg.config import MethodConfig
+
+    cls, params = validate_method(MethodConfig(name="clcs", params={"tau": 0.9}))
+    assert params.tau == 0.9
+    with pytest.raises(ConfigError, match=r"method\.params\.tau"):
+        validate_method(MethodConfig(name="clcs", params={"tau": 1.5}))
+    with pytest.raises(ConfigError, match="did you mean 'clcs'"):
+        validate_method(MethodConfig(name="clc"))
+
+
+def test_key_values_parse_as_yaml():
+    assert parse_key_values(["a=1", "b=[3, 7]", "c=dilate"], "--param") == {"a": 1, "b": [3, 7], "c": "dilate"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_key_values(["oops"], "--param")
