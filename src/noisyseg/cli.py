@@ -167,6 +167,33 @@ def noise(
                f"cases {summary['mean_noise_level_corrupted']:.3f}; written to {out}")
 
 
+@app.command()
+@handle_errors
+def audit(
+    run: Path = typer.Option(..., help="a trained run folder"),
+    data: Path = typer.Option(..., help="dataset folder whose training labels are scored"),
+    out: Path = typer.Option(..., help="folder for maps/, cases.csv, summary.json and report.md"),
+    method: str = typer.Option("auto", help="auto (CLCS: its thresholds; else self_confidence), "
+                                            "self_confidence, margin or threshold"),
+    case_score: str = typer.Option("suspected_fraction", help="suspected_fraction, mean_topk or mean"),
+    top_percent: float = typer.Option(1.0, help="mean_topk: share (%) of the highest voxel scores"),
+    checkpoint: str = typer.Option("best", help="best (validation-selected) or last"),
+    device: Device = typer.Option(Device.auto),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Score the training labels with a trained run: per-voxel error maps, a ranked cases.csv, report.md."""
+    from .audit import audit as run_audit
+
+    summary = run_audit(run=run, data=data, out=out, method=method, case_score=case_score,
+                        top_percent=top_percent, checkpoint=checkpoint, device=device.value, progress=not quiet)
+    worst = ", ".join(summary["ranking"][:3])
+    typer.echo(f"audited {summary['n_cases']} cases ({summary['signal']}); worst: {worst}; report in {out}")
+    det = summary.get("detection")
+    if det:
+        typer.echo(f"vs clean labels: voxel AUROC {det['voxel_auroc']:.3f}, AP {det['voxel_average_precision']:.3f}, "
+                   f"Spearman(case, 1-Dice) {det['spearman_vs_1_minus_dice']:.3f}")
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the available training methods."""

@@ -1,0 +1,228 @@
+"""`noisyseg audit`: score a dataset's training labels with a trained run.
+
+Writes into `out` (created only after every input was read and checked; built in a hidden
+sibling folder and renamed into place):
+
+    maps/<case>.nii.gz   per-voxel probability that the given label is wrong, float32 with the
+                         input's affine (opens over the image in ITK-SNAP / 3D Slicer);
+                         maps/<case>.png for 2D image inputs (8-bit, 255 = 1.0)
+    cases.csv            one row per training case, worst first: rank, case, error_score,
+                         quality (= 1 − error_score), suspected_fraction [, true noise]
+    summary.json         settings, the signal used, and (clean labels known) the detection
+                         metrics: voxel AUROC / average precision of the map against
+                         given != clean, Spearman of case scores with 1 − Dice and changed fraction
+    report.md            the ranking, the metrics and figures/worst_cases.png
+
+Signals: a CLCS run scores voxels with its own voting (the two branches' mean softmax) and
+its learnt per-class thresholds T (method `threshold`, suspected ⇔ p̄(ỹ) < T(ỹ), the pixels
+CLCS's selection rejects); if its thresholds are all zero (still warming up) the
+confident-learning class means are used instead. Other runs, MetaDCSeg included, use their
+predicted probabilities with `self_confidence` (MetaDCSeg's α/β weights need a trusted meta
+batch per case and are not used).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError, unknown_name
+from .metrics import auroc, average_precision, spearman
+from .scores import (
+    CASE_SCORES,
+    SUSPECT_LEVEL,
+    VOXEL_METHODS,
+    class_thresholds,
+    label_quality,
+)
+
+AUDIT_METHODS = ("auto",) + VOXEL_METHODS
+
+
+def check_compatible(info: dict, ds, run: Path) -> None:
+    """DataError (one line) when the run was trained on classes / channels / dimensions
+    that differ from the dataset's."""
+    if list(info["class_names"]) != list(ds.class_names):
+        raise DataError(f"{run}: run classes {list(info['class_names'])} differ from the classes "
+                        f"{list(ds.class_names)} of {ds.root}")
+    if len(info["modalities"]) != len(ds.modalities):
+        raise DataError(f"{run}: run expects {len(info['modalities'])} image channels {list(info['modalities'])}, "
+                        f"{ds.root} has {len(ds.modalities)} {list(ds.modalities)}")
+    if int(info["data_dims"]) != int(ds.spatial_dims):
+        raise DataError(f"{run}: run was trained on {info['data_dims']}D data, {ds.root} is {ds.spatial_dims}D")
+
+
+def _signal(model, method: str, labels, probs) -> tuple[str, np.ndarray | None, str]:
+    """(voxel method, thresholds or None, description) for a run and the requested method."""
+    run_method = getattr(model, "name", "")
+    if method == "auto":
+        method = "threshold" if run_method == "clcs" else "self_confidence"
+    if method != "threshold":
+        return method, None, f"{method} on the {run_method or 'run'}'s predicted probabilities"
+    if run_method == "clcs":
+        thr = model.thresholds().detach().cpu().numpy().astype(np.float64)
+        if np.any(thr > 0):
+            return method, thr, "CLCS voting (mean of both branches) with CLCS's learnt class thresholds"
+    thr = class_thresholds(labels, probs)
+    return method, thr, "threshold with confident-learning class thresholds (mean p(c) over voxels labelled c)"
+
+
+def _write_map(path: Path, scores: np.ndarray, affine: np.ndarray) -> Path:
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        if path.name.endswith(".png"):
+            from PIL import Image
+
+            Image.fromarray(np.round(np.clip(scores, 0, 1) * 255).astype(np.uint8)).save(tmp, format="PNG")
+        else:
+            import nibabel as nib
+
+            nib.save(nib.Nifti1Image(np.asarray(scores, dtype=np.float32), np.asarray(affine, dtype=np.float64)),
+                     str(tmp))
+    return path
+
+
+def _map_name(case) -> str:
+    name = str(case.image_path).lower()
+    return f"{case.id}.png" if name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")) \
+        else f"{case.id}.nii.gz"
+
+
+def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "auto",
+          case_score: str = "suspected_fraction", top_percent: float = 1.0, checkpoint: str = "best",
+          device: str = "auto", n_figures: int = 4, progress: bool = True) -> dict:
+    """Score the training labels of `data` with the trained `run`; returns the summary dict
+    (also written to out/summary.json). See the module doc for the outputs."""
+    from ..api import load_run, open_data, predict_image
+    from ..noise.report import noise_stats
+
+    if method not in AUDIT_METHODS:
+        raise unknown_name("audit method", method, AUDIT_METHODS)
+    if case_score not in CASE_SCORES:
+        raise unknown_name("case score", case_score, CASE_SCORES)
+    if not 0 < top_percent <= 100:
+        raise ConfigError(f"top_percent must be in (0, 100], got {top_percent}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: output folder exists and is not empty")
+    model, info, cfg = load_run(run, checkpoint, device)
+    ds = open_data(data)
+    check_compatible(info, ds, Path(run))
+    if not ds.train:
+        raise DataError(f"{ds.root}: no training cases to audit")
+    cases = []
+    for ref in ds.train:
+        c = ref.load()
+        if c.label is None:
+            raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
+        cases.append(c)
+
+    probs = [predict_image(model, c.image, info, cfg).astype(np.float32)
+             for c in tqdm(cases, desc="audit", disable=not progress)]
+    labels = [c.label for c in cases]
+    vmethod, thr, signal = _signal(model, method, labels, probs)
+    case_scores, voxel = label_quality(labels, probs, method=vmethod, case_score_method=case_score,
+                                       top_percent=top_percent, thresholds=thr)
+    del probs
+    k = len(ds.class_names)
+    rows = []
+    for c, s, v in zip(cases, case_scores, voxel):
+        row = {"case": c.id, "error_score": float(s), "quality": 1.0 - float(s),
+               "suspected_fraction": float(np.mean(v > SUSPECT_LEVEL))}
+        if c.clean_label is not None:
+            st = noise_stats(c.clean_label, c.label, k)
+            row.update(true_noise_level=st["noise_level"], true_changed_fraction=st["changed_fraction"])
+        rows.append(row)
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i]["error_score"], rows[i]["case"]))
+
+    summary: dict = {"run": str(run), "data": str(ds.root), "checkpoint": checkpoint, "run_method": model.name,
+                     "method": vmethod, "signal": signal, "case_score": case_score, "top_percent": top_percent,
+                     "thresholds": None if thr is None else [float(t) for t in thr],
+                     "suspect_level": SUSPECT_LEVEL, "n_cases": len(cases),
+                     "ranking": [rows[i]["case"] for i in order]}
+    known = [i for i, c in enumerate(cases) if c.clean_label is not None]
+    if known:
+        truth = np.concatenate([(cases[i].label != cases[i].clean_label).reshape(-1) for i in known])
+        pooled = np.concatenate([voxel[i].reshape(-1) for i in known])
+        summary["detection"] = {
+            "n_cases_with_clean_labels": len(known),
+            "error_voxel_fraction": float(truth.mean()),
+            "voxel_auroc": auroc(truth, pooled),
+            "voxel_average_precision": average_precision(truth, pooled),
+            "spearman_vs_1_minus_dice": spearman([case_scores[i] for i in known],
+                                                 [rows[i]["true_noise_level"] for i in known]),
+            "spearman_vs_changed_fraction": spearman([case_scores[i] for i in known],
+                                                     [rows[i]["true_changed_fraction"] for i in known]),
+        }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        for c, v in zip(cases, voxel):
+            _write_map(tmp / "maps" / _map_name(c), v, c.affine)
+        with (tmp / "cases.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["rank"] + list(rows[0].keys()))
+            w.writeheader()
+            for r, i in enumerate(order, start=1):
+                w.writerow({"rank": r, **rows[i]})
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        worst = order[: max(0, n_figures)]
+        if worst:
+            from ..report.figures import plot_overlays
+
+            fig_rows = []
+            for i in worst:
+                maps = {"given label": cases[i].label, "suspected errors": (voxel[i] > SUSPECT_LEVEL).astype(np.int64)}
+                if cases[i].clean_label is not None:
+                    maps["clean label"] = cases[i].clean_label
+                fig_rows.append((cases[i].id, cases[i].image, maps))
+            plot_overlays(fig_rows, tmp / "figures" / "worst_cases.png", max(k, 2))
+        (tmp / "report.md").write_text(_report(summary, rows, order, bool(worst)))
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _report(summary: dict, rows: list[dict], order: list[int], figure: bool) -> str:
+    lines = ["# Label-quality audit", "",
+             f"- run: `{summary['run']}` ({summary['run_method']}, checkpoint {summary['checkpoint']})",
+             f"- data: `{summary['data']}`, {summary['n_cases']} training cases",
+             f"- signal: {summary['signal']}",
+             (f"- case score: {summary['case_score']} (higher = worse; voxels suspected where the error "
+              f"probability > {summary['suspect_level']})"), ""]
+    det = summary.get("detection")
+    if det:
+        lines += ["## Detection against the known clean labels", "",
+                  "| metric | value |", "|---|---|",
+                  f"| voxel AUROC | {det['voxel_auroc']:.4f} |",
+                  f"| voxel average precision | {det['voxel_average_precision']:.4f} |",
+                  f"| error-voxel base rate | {det['error_voxel_fraction']:.4f} |",
+                  f"| Spearman(case score, 1 − Dice) | {det['spearman_vs_1_minus_dice']:.4f} |",
+                  f"| Spearman(case score, changed fraction) | {det['spearman_vs_changed_fraction']:.4f} |", ""]
+    has_truth = "true_noise_level" in rows[0]
+    head = "| rank | case | error score | suspected fraction |" + (" true 1 − Dice |" if has_truth else "")
+    lines += ["## Ranking (worst first)", "", head, "|---|---|---|---|" + ("---|" if has_truth else "")]
+    for r, i in enumerate(order, start=1):
+        row = rows[i]
+        line = f"| {r} | {row['case']} | {row['error_score']:.4f} | {row['suspected_fraction']:.4f} |"
+        if has_truth:
+            tn = row.get("true_noise_level")
+            line += f" {tn:.4f} |" if tn is not None else " |"
+        lines.append(line)
+    if figure:
+        lines += ["", "## Worst cases", "", "Image, given label, suspected errors (and the clean label when known):",
+                  "", "![worst cases](figures/worst_cases.png)"]
+    lines += ["", "Per-voxel error maps: `maps/` (open over the image in ITK-SNAP or 3D Slicer).", ""]
+    return "\n".join(lines)
