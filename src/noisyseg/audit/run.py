@@ -42,6 +42,7 @@ from .scores import (
     class_thresholds,
     label_quality,
 )
+from .scores import case_score as score_case
 
 AUDIT_METHODS = ("auto",) + VOXEL_METHODS
 
@@ -72,6 +73,43 @@ def _signal(model, method: str, labels, probs) -> tuple[str, np.ndarray | None, 
             return method, thr, "CLCS voting (mean of both branches) with CLCS's learnt class thresholds"
     thr = class_thresholds(labels, probs)
     return method, thr, "threshold with confident-learning class thresholds (mean p(c) over voxels labelled c)"
+
+
+def _meta_case(model, method: str, ds, info: dict, cfg):
+    """The trusted case a MetaDCSeg run is audited against, or None when its meta weights do not
+    apply (another method asked for, no trusted case, or not whole-image 2D data)."""
+    from ..nets import downsample_factor
+
+    if method != "auto" or not ds.trusted_ids or info["train_dims"] != 2 or info["data_dims"] != 2:
+        return None
+    case = ds.case(ds.trusted_ids[0]).load()
+    f = downsample_factor(cfg.net)
+    if any(n % f for n in case.image.shape[1:]):
+        return None
+    return case
+
+
+def meta_weight_scores(model, case, meta) -> np.ndarray:
+    """Per-pixel error score β/(α+β) from MetaDCSeg's exact meta weights of the given label (α)
+    and the pseudo-label (β) of one whole 2D case, with a trusted case as the meta batch; 0.5 where
+    neither label gets weight (no evidence), 0 where both labels agree and are trusted."""
+    import torch
+
+    device = next(model.parameters()).device
+
+    def batch(c, use_clean: bool):
+        lab = c.clean_label if use_clean and c.clean_label is not None else c.label
+        return torch.from_numpy(c.image[None]).to(device), torch.from_numpy(lab[None]).to(device)
+
+    image, label = batch(case, False)
+    meta_image, meta_label = batch(meta, True)
+    mw = model.compute_weights(image, label, meta_image, meta_label)
+    a, b = mw.alpha[0].double(), mw.beta[0].double()
+    total = a + b
+    agree = mw.pseudo_label[0] == label[0]
+    score = torch.where(total > 0, b / total.clamp_min(1e-300), torch.full_like(total, 0.5))
+    score = torch.where(agree & (total > 0), torch.zeros_like(score), score)
+    return score.float().cpu().numpy()
 
 
 def _write_map(path: Path, scores: np.ndarray, affine: np.ndarray) -> Path:
@@ -125,13 +163,21 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
             raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
         cases.append(c)
 
-    probs = [predict_image(model, c.image, info, cfg).astype(np.float32)
-             for c in tqdm(cases, desc="audit", disable=not progress)]
-    labels = [c.label for c in cases]
-    vmethod, thr, signal = _signal(model, method, labels, probs)
-    case_scores, voxel = label_quality(labels, probs, method=vmethod, case_score_method=case_score,
-                                       top_percent=top_percent, thresholds=thr)
-    del probs
+    meta = _meta_case(model, method, ds, info, cfg) if getattr(model, "name", "") == "metadcseg" else None
+    if meta is not None:
+        vmethod, thr = "meta_weights", None
+        signal = (f"MetaDCSeg's meta weights: share of the per-pixel weight moved from the given label to the "
+                  f"pseudo-label, against trusted case '{meta.id}'")
+        voxel = [meta_weight_scores(model, c, meta) for c in tqdm(cases, desc="audit", disable=not progress)]
+        case_scores = np.array([score_case(v, case_score, top_percent) for v in voxel])
+    else:
+        probs = [predict_image(model, c.image, info, cfg).astype(np.float32)
+                 for c in tqdm(cases, desc="audit", disable=not progress)]
+        labels = [c.label for c in cases]
+        vmethod, thr, signal = _signal(model, method, labels, probs)
+        case_scores, voxel = label_quality(labels, probs, method=vmethod, case_score_method=case_score,
+                                           top_percent=top_percent, thresholds=thr)
+        del probs
     k = len(ds.class_names)
     rows = []
     for c, s, v in zip(cases, case_scores, voxel):
