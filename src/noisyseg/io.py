@@ -8,11 +8,12 @@ formats that have none), so that outputs can keep the input's geometry.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -125,6 +126,38 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextmanager
+def atomic_dir(out_dir: Path | str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary sibling folder; move it onto `out_dir` only on success.
+
+    Refuses (DataError) a non-empty `out_dir` unless `overwrite`; on any failure the
+    temporary folder is removed and `out_dir` is left as it was.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise DataError(f"{out_dir}: exists and is not a folder")
+        if any(out_dir.iterdir()) and not overwrite:
+            raise DataError(f"{out_dir}: folder exists and is not empty ")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
+    try:
+        yield tmp
+        for path in tmp.rglob("*"):  # per-file atomic writes leave mkstemp's private mode
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if out_dir.exists():
+            old = tmp.with_name(tmp.name[: -len(".partial")] + ".old")
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_label(path: Path | str, label: np.ndarray, *, affine: np.ndarray | None = None,

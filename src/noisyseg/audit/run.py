@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError, unknown_name
+from ..io import atomic_dir
 from .metrics import auroc, average_precision, spearman
 from .scores import (
     CASE_SCORES,
@@ -209,9 +207,7 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
                                                      [rows[i]["true_changed_fraction"] for i in known]),
         }
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for c, v in zip(cases, voxel):
             _write_map(tmp / "maps" / _map_name(c), v, c.affine)
         with (tmp / "cases.csv").open("w", newline="") as fh:
@@ -232,12 +228,6 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
                 fig_rows.append((cases[i].id, cases[i].image, maps))
             plot_overlays(fig_rows, tmp / "figures" / "worst_cases.png", max(k, 2))
         (tmp / "report.md").write_text(_report(summary, rows, order, bool(worst)))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 

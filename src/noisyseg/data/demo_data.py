@@ -18,11 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -30,16 +25,16 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DataError
-from ..io import write_image, write_label
+from ..io import atomic_dir, write_image, write_label
 from .phantoms import make_phantom
 
 __all__ = [
     "MNI_CLASS_NAMES",
     "NOTICE_NAME",
-    "mni_template_paths",
     "load_mni_template",
-    "tissue_label",
+    "mni_template_paths",
     "select_slices",
+    "tissue_label",
     "write_mni_demo",
     "write_phantom_demo",
 ]
@@ -173,38 +168,6 @@ def _transform_slice(t1: np.ndarray, label: np.ndarray, centre: np.ndarray, pix:
 # --------------------------------------------------------------------------- writing
 
 
-@contextmanager
-def _atomic_dir(out_dir: Path | str, overwrite: bool) -> Iterator[Path]:
-    """Yield a fresh temporary sibling folder; move it onto `out_dir` only on success.
-
-    Refuses (DataError) a non-empty `out_dir` unless `overwrite`; on any failure the
-    temporary folder is removed and `out_dir` is left as it was.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() or out_dir.is_symlink():
-        if not out_dir.is_dir():
-            raise DataError(f"{out_dir}: exists and is not a folder")
-        if any(out_dir.iterdir()) and not overwrite:
-            raise DataError(f"{out_dir}: folder exists and is not empty (use overwrite=True to replace it)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private
-    try:
-        yield tmp
-        for path in tmp.rglob("*"):  # per-file atomic writes leave mkstemp's private mode
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        if out_dir.exists():
-            old = tmp.with_name(tmp.name[: -len(".partial")] + ".old")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
@@ -267,7 +230,7 @@ def write_mni_demo(out_dir: Path | str, *, n_train: int = 16, n_test: int = 6,
     ids = [f"mni_{i:03d}" for i in range(n)]
     case_rngs = rng.spawn(n)
     notice = resources.files("noisyseg.data").joinpath(NOTICE_NAME).read_bytes()
-    with _atomic_dir(out_dir, overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite) as tmp:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             (tmp / sub).mkdir()
         for i, (cid, z) in enumerate(zip(ids, train_z + test_z)):
@@ -324,7 +287,7 @@ def write_phantom_demo(out_dir: Path | str, *, n_train: int = 8, n_test: int = 4
     case_rngs = np.random.default_rng(seed).spawn(n)
     spacing = tuple(float(s) for s in spacing)
     affine = np.diag(list(spacing) + [1.0])
-    with _atomic_dir(out_dir, overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite) as tmp:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             (tmp / sub).mkdir()
         for i, cid in enumerate(ids):

@@ -18,15 +18,21 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.case import Case, Dataset
+from ..data.convert import write_as_decathlon
 from ..errors import ConfigError, DataError, unknown_name
-from ..io import case_id, list_case_files, read_file, write_image, write_label
+from ..io import (
+    atomic_dir,
+    case_id,
+    list_case_files,
+    read_file,
+    write_label,
+)
 from .l2b import calibrate_l2b, l2b_dataset
 from .model_labels import MODEL_PROTOCOLS, check_model_protocol_args, model_noisy_labels
 from .morph import choose_clean_cases
@@ -126,37 +132,6 @@ def _write_decathlon_copy(ds: Dataset, tmp: Path, cases: list[Case], noisy: list
         write_label(tmp / "labelsTr" / src.name, values[lab], affine=affine, spacing=case.spacing)
 
 
-def _write_converted(ds: Dataset, tmp: Path, cases: list[Case], noisy: list[np.ndarray], progress: bool) -> None:
-    values = np.asarray(ds.label_values, dtype=np.int64)
-
-    def put(split: str, case: Case, label: np.ndarray | None, clean: np.ndarray | None) -> dict:
-        img = np.moveaxis(case.image, 0, -1) if case.image.shape[0] > 1 else case.image[0]
-        name = f"{case.id}.nii.gz"
-        write_image(tmp / f"images{split}" / name, img, affine=case.affine)
-        entry = {"image": f"./images{split}/{name}"}
-        if label is not None:
-            write_label(tmp / f"labels{split}" / name, values[label], affine=case.affine, spacing=case.spacing)
-            entry["label"] = f"./labels{split}/{name}"
-        if clean is not None:
-            write_label(tmp / "labelsTr_clean" / name, values[clean], affine=case.affine, spacing=case.spacing)
-        return entry
-
-    training = [put("Tr", c, lab, _clean_of(c)) for c, lab in zip(cases, noisy)]
-    test = []
-    for ref in tqdm(ds.test, desc="convert test cases", disable=not progress, leave=False):
-        c = ref.load()
-        test.append(put("Ts", c, c.label, None)["image"])
-    meta = {
-        "name": f"{ds.root.name} (converted by noisyseg)",
-        "modality": {str(i): "noNorm" for i in range(ds.in_channels)},
-        "source_modalities": ds.modalities,
-        "labels": {str(v): n for v, n in zip(ds.label_values, ds.class_names)},
-        "training": training, "test": test, "numTraining": len(training), "numTest": len(test),
-        "clean_cases": ds.trusted_ids, "regions_class_indices": ds.regions,
-    }
-    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
-
-
 def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, level: float | None = None,
                        seed: int = 0, params: dict | None = None, clean_fraction: float | None = None,
                        figures: bool = False, progress: bool = True, clean_cases_file: Path | str | None = None,
@@ -228,14 +203,13 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         rows.append({"case": c.id, "corrupted": int(c.id in corrupt), **stats,
                      "operation": json.dumps(info, sort_keys=True)})
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         noisy = [r[0] for r in results]
         if ds.layout == "decathlon":
             _write_decathlon_copy(ds, tmp, cases, noisy)
         else:
-            _write_converted(ds, tmp, cases, noisy, progress)
+            write_as_decathlon(ds, tmp, cases, noisy, clean=[_clean_of(c) for c in cases], test=ds.test,
+                               progress=progress)
         keys = list(rows[0].keys())
         with (tmp / "noise_report.csv").open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=keys)
@@ -244,7 +218,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         levels = np.array([r["noise_level"] for r in rows if r["corrupted"]], dtype=float)
         summary = {
             "protocol": protocol, "level": level, "seed": seed, "params": params, "source": str(ds.root),
-            "n_cases": len(rows), "n_corrupted": int(len(corrupt)),
+            "n_cases": len(rows), "n_corrupted": len(corrupt),
             "mean_noise_level_corrupted": float(levels.mean()) if levels.size else 0.0,
             "mean_noise_level_all": float(np.mean([r["noise_level"] for r in rows])),
             "mean_changed_fraction": float(np.mean([r["changed_fraction"] for r in rows])),
@@ -253,12 +227,6 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         (tmp / "noise_summary.json").write_text(json.dumps(summary, indent=2))
         if figures:
             _figures(tmp / "figures", cases, results, rows, ds.num_classes)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
