@@ -82,7 +82,8 @@ def predict_image(method, image: np.ndarray, info: dict, cfg: RunConfig) -> np.n
 
     device = next(method.parameters()).device
     return predict_case(method.predict_proba, image, patch_size=info["patch_size"], overlap=cfg.train.sw_overlap,
-                        mode=cfg.train.sw_mode, slice_axis=info["slice_axis"], device=device)
+                        mode=cfg.train.sw_mode, slice_axis=info["slice_axis"], device=device,
+                        stride=cfg.train.sw_stride)
 
 
 def to_label_values(pred: np.ndarray, label_values: list[int]) -> np.ndarray:

@@ -194,6 +194,31 @@ def audit(
                    f"Spearman(case, 1-Dice) {det['spearman_vs_1_minus_dice']:.3f}")
 
 
+@app.command()
+@handle_errors
+def benchmark(
+    config: Path = typer.Option(..., help="benchmark config (configs/*.yaml: a benchmark: section + training config)"),
+    out: Path = typer.Option(..., help="output folder (an interrupted benchmark in it is resumed)"),
+    data: Optional[str] = typer.Option(None, help="dataset folder (overrides benchmark.data)"),
+    methods: Optional[str] = typer.Option(None, help="comma-separated methods (overrides benchmark.methods)"),
+    seeds: Optional[int] = typer.Option(None, help="number of training seeds 0..N-1 (overrides benchmark.seeds)"),
+    max_steps: Optional[int] = typer.Option(None, help="override train.max_steps of every run (smoke tests)"),
+    device: Optional[Device] = typer.Option(None, help="overrides train.device"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Noise, train every method and seed, predict, evaluate on clean test labels: the papers' table.
+
+    Writes results.csv, summary.md (mean ± std, best in bold, published numbers beside),
+    summary.json and figures/ into --out; finished method/seed runs are skipped on rerun."""
+    from .benchmark import run_benchmark
+
+    method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    result = run_benchmark(config, out, data=data, methods=method_list, seeds=seeds, max_steps=max_steps,
+                           overrides={"train": {"device": device.value}} if device else None, progress=not quiet)
+    typer.echo(result.table)
+    typer.echo(f"\nresults.csv, summary.md and figures in {out}")
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the available training methods."""

@@ -67,7 +67,13 @@ class OptimConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """The loop's own settings."""
+    """The loop's own settings.
+
+    Sliding-window prediction (validation, predict, benchmark): windows of the patch size
+    overlap by `sw_overlap` and are blended by `sw_mode`; `sw_stride` (one step in voxels per
+    axis, e.g. [18, 18, 4] as in the LA / Pancreas papers) replaces the overlap by a fixed
+    stride, windows placed like the papers' test code (the last one flush with the border).
+    """
 
     max_steps: int = Field(1000, ge=1)
     val_every: int = Field(100, ge=1)
@@ -78,6 +84,7 @@ class TrainConfig(StrictModel):
     amp: bool = True
     sw_overlap: float = Field(0.5, ge=0.0, lt=1.0)
     sw_mode: Literal["gaussian", "constant"] = "gaussian"
+    sw_stride: list[int] | None = None
     val_max_cases: int = Field(8, ge=1)
     keep_cpu_memory: bool = True
 
@@ -103,6 +110,12 @@ class RunConfig(StrictModel):
         ps = self.data.patch_size
         if ps is not None and self.data.spatial_dims is not None and len(ps) != self.data.spatial_dims:
             raise ValueError(f"patch_size {ps} has {len(ps)} axes but spatial_dims is {self.data.spatial_dims}")
+        stride = self.train.sw_stride
+        if stride is not None:
+            if any(v < 1 for v in stride):
+                raise ValueError(f"train.sw_stride {stride} must be positive")
+            if ps is not None and len(stride) != len(ps):
+                raise ValueError(f"train.sw_stride {stride} has {len(stride)} axes but patch_size has {len(ps)}")
         return self
 
 

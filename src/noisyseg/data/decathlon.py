@@ -150,6 +150,14 @@ def _read_json(path: Path) -> _JsonMeta:
     if "labels" in raw:
         meta.class_names, meta.label_values, meta.regions, is_v2 = _parse_labels(raw["labels"], path)
         meta.nnunet_v2 = meta.nnunet_v2 or is_v2
+    if raw.get("regions_class_indices"):  # written by noisyseg's own converted copies (BraTS WT/TC/ET)
+        reg = raw["regions_class_indices"]
+        k = len(meta.class_names) if meta.class_names else None
+        if not isinstance(reg, dict) or not all(
+                isinstance(v, list) and v and all(isinstance(i, int) and (k is None or 0 < i < k) for i in v)
+                for v in reg.values()):
+            raise DataError(f"{path}: 'regions_class_indices' must map names to lists of foreground class indices")
+        meta.regions = {str(n): sorted(v) for n, v in reg.items()}
     if raw.get("training"):
         meta.training = _parse_entries(raw["training"], "training", path)
     if raw.get("test"):
@@ -228,6 +236,10 @@ def _peek_shape(path: Path) -> tuple[int, ...]:
             import nibabel as nib
 
             return tuple(int(s) for s in nib.load(str(path)).shape)
+        if file_kind(path) == "metaimage":  # nnU-Net's SimpleITK datasets (.mha / .mhd)
+            from ..io import read_file
+
+            return tuple(read_file(path).array.shape)
         from PIL import Image
 
         with Image.open(path) as im:

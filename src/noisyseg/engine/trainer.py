@@ -251,7 +251,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
         noisy, clean = [], []
         for c in val_cases:
             probs = predict_case(method.predict_proba, c.image, patch_size=patch, overlap=cfg.train.sw_overlap,
-                                 mode=cfg.train.sw_mode, slice_axis=cfg.data.slice_axis, device=device)
+                                 mode=cfg.train.sw_mode, slice_axis=cfg.data.slice_axis, device=device,
+                                 stride=cfg.train.sw_stride)
             pred = probs.argmax(0)
             noisy.append(mean_foreground_dice(pred, c.label, dataset.num_classes))
             if c.clean_label is not None:

@@ -1,0 +1,315 @@
+"""`noisyseg benchmark`: noise → train every method × seed → predict → evaluate → tables.
+
+Layout of the output folder (everything a later run needs to resume)::
+
+    OUT/benchmark.yaml            the resolved benchmark and training config
+    OUT/data/clean/               the dataset with the benchmark's split (when one was made)
+    OUT/data/noisy_<level>/       noisy training labels (noisyseg noise), one per level
+    OUT/trusted.txt               trusted training cases (methods that need a clean set)
+    OUT/runs/<level>/<method>/seed<k>/   a training run, its test predictions and result.json
+    OUT/results.csv, summary.md, summary.json, figures/
+
+A run whose `result.json` exists is skipped; a run with a checkpoint but no result is
+resumed (`--resume` semantics, bit-identical on CPU); anything else in a run folder is
+an interrupted start and is cleared. Noisy datasets are reused once complete (they are
+written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from ..config import RunConfig
+from ..data.case import Case, Dataset
+from ..errors import ConfigError, DataError
+from ..io import atomic_dir, atomic_path, write_label
+from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
+
+DEMO_DATA = {"mni": {"n_train": 16, "n_test": 6}, "phantom3d": {"n_train": 10, "n_test": 4}}
+
+
+@dataclass
+class RunKey:
+    """One training run of the benchmark."""
+
+    level: str
+    method: str
+    seed: int
+
+    @property
+    def title(self) -> str:
+        return "supervised (clean labels)" if self.method == CLEAN_CEILING else self.method
+
+    def folder(self, out: Path) -> Path:
+        return out / "runs" / self.level / self.method / f"seed{self.seed}"
+
+
+@dataclass
+class BenchmarkResult:
+    out: Path
+    table: str
+    rows: list[dict]
+    seconds: float
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _resolve_data(spec: BenchmarkSpec, out: Path) -> Path:
+    """The dataset folder: the given path, or the embedded demo data written once into OUT."""
+    from ..data.demo_data import write_mni_demo, write_phantom_demo
+
+    assert spec.data is not None
+    if not spec.data.startswith(DEMO_PREFIX):
+        path = Path(spec.data).expanduser()
+        if not path.exists():
+            raise DataError(f"{path}: dataset folder not found")
+        return path
+    task = spec.data[len(DEMO_PREFIX):]
+    if task not in DEMO_DATA:
+        raise ConfigError(f"benchmark.data: unknown embedded dataset '{spec.data}'; choose demo:mni or demo:phantom3d")
+    folder = out / "data" / f"demo_{task}"
+    if not (folder / "dataset.json").is_file():
+        writer = write_mni_demo if task == "mni" else write_phantom_demo
+        writer(folder, seed=0, overwrite=True, **DEMO_DATA[task])
+    return folder
+
+
+def _pick(ids: list[str], n: int, seed: int, salt: int) -> list[str]:
+    """n ids drawn without replacement, in their original order (seeded)."""
+    if n <= 0:
+        return []
+    rng = np.random.default_rng([seed, salt])
+    chosen = set(rng.choice(len(ids), size=min(n, len(ids)), replace=False).tolist())
+    return [i for k, i in enumerate(ids) if k in chosen]
+
+
+def prepare_data(spec: BenchmarkSpec, source: Path, out: Path, progress: bool) -> tuple[Path, Dataset, list[str]]:
+    """(clean dataset folder, opened dataset, trusted ids) with the benchmark's split.
+
+    The dataset is used in place when it has labelled test cases and the split names no
+    test ids; otherwise test cases are held out and the split is written once as a
+    Decathlon copy in OUT/data/clean.
+    """
+    from ..data import open_dataset
+    from ..data.convert import write_as_decathlon
+
+    ds = open_dataset(source)
+    train_ids = [r.id for r in ds.train]
+    sp = spec.split
+    unknown = sorted(set(sp.test_ids) - set(train_ids) - {r.id for r in ds.test})
+    if unknown:
+        raise DataError(f"{source}: benchmark.split.test_ids names '{unknown[0]}', which is not a case of the dataset")
+    need_split = bool(sp.test_ids) or not ds.test
+    if need_split:
+        test_ids = list(sp.test_ids) or _pick(train_ids, max(1, round(sp.test_fraction * len(train_ids))),
+                                              sp.seed, 11)
+        remaining = [i for i in train_ids if i not in set(test_ids)]
+    else:
+        remaining = train_ids
+    trusted = list(sp.trusted_ids) or [i for i in ds.trusted_ids if i in remaining] \
+        or _pick(remaining, sp.n_trusted, sp.seed, 12)
+    bad = sorted(set(trusted) - set(remaining))
+    if bad:
+        raise DataError(f"{source}: trusted case '{bad[0]}' is not a training case of the benchmark split")
+    if not need_split:
+        return source, ds, trusted
+    folder = out / "data" / "clean"
+    if not (folder / "dataset.json").is_file():
+        by_id = {r.id: r for r in ds.train + ds.test}
+        cases = [by_id[i].load() for i in tqdm(remaining, desc="split: training cases", disable=not progress,
+                                                 leave=False)]
+        for c in cases:
+            if c.label is None:
+                raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
+        with atomic_dir(folder, overwrite=True) as tmp:
+            write_as_decathlon(ds, tmp, cases, [c.label for c in cases],
+                               clean=[c.clean_label for c in cases] if ds.has_clean_labels else None,
+                               test=[by_id[i] for i in test_ids], trusted_ids=trusted, progress=progress)
+    return folder, open_dataset(folder), trusted
+
+
+def make_noisy(spec: BenchmarkSpec, clean_dir: Path, level: float | None, trusted_file: Path, out: Path,
+               progress: bool) -> Path:
+    """The noisy copy of `clean_dir` for one level (reused when already complete)."""
+    from ..noise.apply import make_noisy_dataset
+    from ..noise.model_labels import MODEL_PROTOCOLS
+
+    if spec.noise.protocol == "given":
+        return clean_dir
+    folder = out / "data" / f"noisy_{level_key(level)}"
+    if (folder / "noise_summary.json").is_file():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    n = spec.noise
+    kw: dict = {}
+    if n.protocol in MODEL_PROTOCOLS:
+        source = n.source
+        if source == "scanner_shift":
+            from ..noise.domain_shift import write_shifted_source
+
+            source = str(write_shifted_source(clean_dir, out / "data" / "source_scanner_shift",
+                                              seed=n.seed, params=n.source_params, progress=progress))
+        kw = {"source": source, "source_overrides": n.source_overrides or None}
+    make_noisy_dataset(clean_dir, folder, protocol=n.protocol, level=level, seed=n.seed, params=n.params,
+                       n_clean=n.n_clean, clean_fraction=n.clean_fraction, clean_cases_file=trusted_file,
+                       progress=progress, figures=True, **kw)
+    return folder
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _run_config(cfg: RunConfig, spec: BenchmarkSpec, method: str, seed: int, max_steps: int | None) -> dict:
+    raw = cfg.model_dump(mode="json")
+    raw["method"] = {"name": method, "params": spec.method_params.get(method, {})}
+    raw["train"]["seed"] = seed
+    if max_steps is not None:
+        raw["train"]["max_steps"] = max_steps
+    return raw
+
+
+def _prediction_name(case: Case) -> str:
+    return f"{case.id}.png" if case.image_path.suffix.lower() in (".png", ".jpg", ".jpeg") else f"{case.id}.nii.gz"
+
+
+def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention: str) -> list[dict]:
+    """Predict every test case with a trained run, write the predictions to
+    `run_dir/pred_test/`, and return one row per case and class/region."""
+    from .. import api
+    from ..metrics import case_metrics
+
+    method, info, rcfg = api.load_run(run_dir)
+    rows = []
+    names = {str(i): n for i, n in enumerate(ds.class_names)}
+    with atomic_dir(run_dir / "pred_test", overwrite=True) as tmp:
+        for case in test_cases:
+            pred = api.predict_image(method, case.image, info, rcfg).argmax(0)
+            write_label(tmp / _prediction_name(case), api.to_label_values(pred, info["label_values"]),
+                        affine=case.affine, spacing=case.spacing)
+            m = case_metrics(pred, case.label, num_classes=ds.num_classes, spacing=case.spacing,
+                             convention=convention, regions=ds.regions)
+            targets = dict.fromkeys(k.split("_", 1)[1] for k in m)
+            for t in targets:
+                rows.append({"case": case.id, "target": names.get(t, t),
+                             **{metric: m[f"{metric}_{t}"] for metric in ("dice", "iou", "hd95", "asd")}})
+    return rows
+
+
+def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, out: Path, trusted_file: Path,
+            test_cases: list[Case], ds: Dataset, max_steps: int | None, progress: bool) -> dict:
+    """Train (or resume, or skip) one run and evaluate it; returns its result record."""
+    from .. import api
+
+    run_dir = key.folder(out)
+    done = run_dir / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)  # an interrupted start: nothing worth keeping
+    method = "supervised" if key.method == CLEAN_CEILING else key.method
+    t0 = time.perf_counter()
+    api.train(data=data_dir, out=run_dir, overrides=_run_config(cfg, spec, method, key.seed, max_steps),
+              clean_cases=trusted_file, resume=resume, progress=progress)
+    train_s = time.perf_counter() - t0
+    rows = evaluate_run(run_dir, test_cases, ds, spec.convention)
+    record = {"level": key.level, "method": key.method, "seed": key.seed, "train_seconds": train_s,
+              "resumed": resume, "rows": rows}
+    with atomic_path(done) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def plan_runs(spec: BenchmarkSpec) -> list[RunKey]:
+    """Every (level, method, seed) of the benchmark, the clean ceiling first."""
+    keys = []
+    if spec.clean_ceiling and spec.noise.protocol != "given":
+        keys += [RunKey("clean", CLEAN_CEILING, s) for s in spec.seeds]
+    for level in spec.noise.levels:
+        keys += [RunKey(level_key(level), m, s) for m in spec.methods for s in spec.seeds]
+    return keys
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _check_same_benchmark(out: Path, resolved: dict) -> None:
+    """A resumed benchmark must have the same data, noise, split and training config;
+    methods, seeds and the reported numbers may change."""
+    path = out / "benchmark.yaml"
+    if not path.is_file():
+        return
+    old = yaml.safe_load(path.read_text()) or {}
+
+    def core(d: dict) -> dict:
+        b = dict(d.get("benchmark", {}))
+        for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params"):
+            b.pop(k, None)
+        return {**d, "benchmark": b}
+
+    if core(old) != core(resolved):
+        raise ConfigError(f"{out}: holds a different benchmark (data, noise, split or training config changed); "
+                          "choose another --out")
+
+
+def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = None, methods: list[str] | None = None,
+                  seeds: int | None = None, max_steps: int | None = None, overrides: dict | None = None,
+                  benchmark_overrides: dict | None = None, progress: bool = True) -> BenchmarkResult:
+    """Run (or resume) a benchmark config into `out`; returns the summary table.
+
+    Args:
+        config: YAML file with a `benchmark:` section and the shared training config.
+        out: output folder (created; an existing one of the same benchmark is resumed).
+        data, methods, seeds: override the config's benchmark.data / methods / seeds.
+        max_steps: override train.max_steps of every run (smoke tests).
+        overrides: nested config overrides applied to the training config.
+        benchmark_overrides: nested overrides of the `benchmark:` mapping (e.g. a smaller
+            sfda source run in tests).
+    """
+    from .summary import write_summary
+
+    t0 = time.perf_counter()
+    spec, cfg = load_benchmark(config, data=data, methods=methods, seeds=seeds, overrides=overrides,
+                               benchmark_overrides=benchmark_overrides)
+    out = Path(out)
+    if spec.data and not spec.data.startswith(DEMO_PREFIX):
+        spec = spec.model_copy(update={"data": str(Path(spec.data).expanduser().resolve())})
+    resolved = {"benchmark": spec.model_dump(mode="json"), **cfg.model_dump(mode="json"),
+                "max_steps_override": max_steps}
+    _check_same_benchmark(out, resolved)
+    source = _resolve_data(spec, out) if spec.data.startswith(DEMO_PREFIX) else Path(spec.data)
+    from ..data import open_dataset
+
+    open_dataset(source)  # a bad folder fails before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "benchmark.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    clean_dir, ds, trusted = prepare_data(spec, source, out, progress)
+    trusted_file = out / "trusted.txt"
+    with atomic_path(trusted_file) as tmp:
+        tmp.write_text("".join(f"{i}\n" for i in trusted))
+    test_cases = [r.load() for r in ds.test]
+    if not test_cases or any(c.label is None for c in test_cases):
+        raise DataError(f"{clean_dir}: the benchmark needs labelled test cases")
+    noisy_dirs = {level_key(lv): make_noisy(spec, clean_dir, lv, trusted_file, out, progress)
+                  for lv in spec.noise.levels}
+    records = []
+    keys = plan_runs(spec)
+    for key in tqdm(keys, desc="benchmark runs", disable=not progress):
+        data_dir = clean_dir if key.level == "clean" else noisy_dirs[key.level]
+        records.append(run_one(key, data_dir, cfg, spec, out, trusted_file, test_cases, ds, max_steps, progress))
+    table, rows = write_summary(out, spec, records, ds, clean_dir, noisy_dirs, test_cases,
+                                seconds=time.perf_counter() - t0)
+    return BenchmarkResult(out, table, rows, time.perf_counter() - t0)
+

@@ -1,0 +1,246 @@
+"""`noisyseg benchmark`: a tiny run end to end (files, honest metrics, resume), the table's
+aggregation and bold/paper columns against hand-computed values, config errors, and every
+shipped 3D config on small files written in its dataset's real format."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from noisyseg.benchmark import run_benchmark
+from noisyseg.benchmark.spec import CLEAN_CEILING, BenchmarkSpec, load_benchmark
+from noisyseg.benchmark.summary import aggregate, level_table
+from noisyseg.errors import ConfigError
+from noisyseg.io import read_file
+from noisyseg.metrics import case_metrics
+
+import format_files as w  # tests/data helper, on sys.path via conftest
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY_2D = {
+    "data": {"patch_size": [96, 112], "batch_size": 2, "val_fraction": 0.2},
+    "net": {"channels": [8, 16], "features": 8, "num_res_units": 0},
+    "train": {"max_steps": 4, "val_every": 2, "log_every": 2, "ckpt_every": 2},
+}
+
+
+def write_config(path: Path, data: Path | None, **bench) -> Path:
+    raw = {"benchmark": {"name": "tiny", "data": None if data is None else str(data),
+                         "noise": {"protocol": "morph", "levels": [1.0], "params": {"size_range": [3, 5]}},
+                         "methods": ["supervised", "clcs"], "seeds": [0],
+                         "reported": {"1": {"clcs": {"dice": 90.0}}}, "reported_source": "a paper",
+                         **bench}, **TINY_2D}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory, mni_small):
+    root = tmp_path_factory.mktemp("bench")
+    cfg = write_config(root / "tiny.yaml", mni_small)
+    result = run_benchmark(cfg, root / "out", progress=False)
+    return cfg, root / "out", result
+
+
+def _rows(out: Path) -> list[dict]:
+    with (out / "results.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_tiny_benchmark_writes_results_table_and_figures(tiny_bench, mni_small):
+    _, out, result = tiny_bench
+    rows = _rows(out)
+    # (ceiling + 2 methods) x 3 test slices x 2 tissue classes
+    assert len(rows) == 3 * 3 * 2
+    assert {r["method"] for r in rows} == {"supervised (clean labels)", "supervised", "clcs"}
+    assert {r["target"] for r in rows} == {"grey matter", "white matter"}
+    summary = (out / "summary.md").read_text()
+    assert "| supervised (clean labels) |" in summary and "paper dice" in summary and "**" in summary
+    assert "| 90.00 |" in summary  # the published number sits in clcs's row
+    for name in ("dice_1.png", "test_overlays_1.png", "training_labels_1.png"):
+        assert (out / "figures" / name).stat().st_size > 1000
+    assert json.loads((out / "summary.json").read_text())["versions"]["torch"]
+    assert result.table.count("\n") >= 4
+
+
+def test_results_equal_metrics_recomputed_from_the_written_predictions(tiny_bench, mni_small):
+    _, out, _ = tiny_bench
+    row = next(r for r in _rows(out) if r["method"] == "clcs" and r["target"] == "white matter")
+    pred = np.asarray(read_file(out / "runs" / "1" / "clcs" / "seed0" / "pred_test" / f"{row['case']}.png").array)
+    truth = np.asarray(read_file(mni_small / "labelsTs" / f"{row['case']}.png").array)
+    m = case_metrics(pred, truth, num_classes=3, spacing=None)
+    for metric in ("dice", "iou", "hd95", "asd"):
+        assert math.isclose(float(row[metric]), m[f"{metric}_2"], rel_tol=1e-9)
+
+
+def test_rerun_skips_finished_runs_and_redoes_an_interrupted_one(tiny_bench):
+    cfg, out, _ = tiny_bench
+    kept = out / "runs" / "1" / "supervised" / "seed0" / "result.json"
+    redo = out / "runs" / "1" / "clcs" / "seed0" / "result.json"
+    before = json.loads(redo.read_text())
+    mtime = kept.stat().st_mtime_ns
+    redo.unlink()  # as if killed after its last checkpoint, before evaluation
+    run_benchmark(cfg, out, progress=False)
+    assert kept.stat().st_mtime_ns == mtime
+    again = json.loads(redo.read_text())
+    assert again["resumed"] is True and again["rows"] == before["rows"]
+
+
+def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench):
+    cfg, out, _ = tiny_bench
+    with pytest.raises(ConfigError, match="different benchmark"):
+        run_benchmark(cfg, out, overrides={"optim": {"lr": 0.5}}, progress=False)
+
+
+def test_config_errors_are_one_clear_line(tmp_path, mni_small):
+    bad = write_config(tmp_path / "a.yaml", mni_small, methods=["supervised", "coteachng"])
+    with pytest.raises(ConfigError, match="did you mean 'coteaching'"):
+        load_benchmark(bad)
+    bad = write_config(tmp_path / "b.yaml", mni_small, seeeds=[0])
+    with pytest.raises(ConfigError, match="benchmark.seeeds.*did you mean 'seeds'"):
+        load_benchmark(bad)
+    nodata = write_config(tmp_path / "c.yaml", None)
+    with pytest.raises(ConfigError, match="give --data"):
+        load_benchmark(nodata)
+    (tmp_path / "d.yaml").write_text("data: {batch_size: 2}\n")
+    with pytest.raises(ConfigError, match="no 'benchmark:' mapping"):
+        load_benchmark(tmp_path / "d.yaml")
+    with pytest.raises(Exception, match="not found"):
+        run_benchmark(write_config(tmp_path / "e.yaml", tmp_path / "missing"), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def _record(level, method, seed, dice_by_case):
+    rows = [{"case": c, "target": t, "dice": d, "iou": d / (2 - d), "hd95": 10 * (1 - d), "asd": 1 - d}
+            for c, per_t in dice_by_case.items() for t, d in per_t.items()]
+    return {"level": level, "method": method, "seed": seed, "rows": rows}
+
+
+def test_aggregate_averages_cases_then_classes_then_seeds():
+    classes = ["background", "a", "b"]
+    recs = [_record("0.2", "m", 0, {"c1": {"a": 0.8, "b": 0.6}, "c2": {"a": 0.6, "b": float("nan")}}),
+            _record("0.2", "m", 1, {"c1": {"a": 0.9, "b": 0.7}, "c2": {"a": 0.7, "b": 0.5}})]
+    st = aggregate(recs, ["mean"], classes)["0.2"]["m"]["mean"]["dice"]
+    # seed 0: case means (0.7, 0.6) -> 0.65 (NaN left out); seed 1: (0.8, 0.6) -> 0.70
+    assert st[0] == pytest.approx(0.675) and st[1] == pytest.approx(np.std([0.65, 0.70], ddof=1)) and st[2] == 2
+    one = aggregate(recs[:1], ["mean"], classes)["0.2"]["m"]["mean"]["dice"]
+    assert one[0] == pytest.approx(0.65) and one[1] == pytest.approx(0.05) and one[2] == 1  # std over cases
+
+
+def test_table_bolds_the_best_noisy_method_per_column_and_shows_paper_numbers():
+    classes = ["background", "fg"]
+    recs = [_record("clean", CLEAN_CEILING, 0, {"c": {"fg": 0.95}}),
+            _record("0.4", "supervised", 0, {"c": {"fg": 0.70}}),
+            _record("0.4", "clcs", 0, {"c": {"fg": 0.80}})]
+    stats = aggregate(recs, ["mean"], classes)
+    spec = BenchmarkSpec(methods=["supervised", "clcs"], reported={"0.4": {"clcs": {"dice": 81.5}}})
+    table = level_table(stats["0.4"], spec, "0.4", ["mean"], stats["clean"][CLEAN_CEILING])
+    lines = table.splitlines()
+    ceiling, sup, clcs = lines[2], lines[3], lines[4]
+    assert "**" not in ceiling and "95.00" in ceiling  # the ceiling is a reference, never bold
+    assert "**80.00 ± 0.00**" in clcs and "| 70.00 ± 0.00 |" in sup  # higher Dice wins
+    assert "**2.00 ± 0.00**" in clcs  # lower HD95 wins: 10 * (1 - 0.8)
+    assert clcs.endswith("| 81.50 |") and sup.endswith("|  |")
+
+
+# --------------------------------------------------------------------------- shipped 3D configs
+
+SHAPE3 = (24, 24, 16)
+
+
+def _blob(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.meshgrid(*[np.arange(s) for s in SHAPE3], indexing="ij")
+    c = np.array(SHAPE3) / 2 + rng.integers(-2, 3, 3)
+    lab = (((zz - c[0]) / 7) ** 2 + ((yy - c[1]) / 6) ** 2 + ((xx - c[2]) / 4) ** 2 < 1).astype(np.uint8)
+    img = (lab * 2.0 + rng.normal(0, 0.5, SHAPE3)).astype(np.float32)
+    return img, lab
+
+
+def write_la(root: Path) -> Path:
+    ids = [f"LA{i:02d}" for i in range(6)]
+    for i, cid in enumerate(ids):
+        img, lab = _blob(i)
+        w.h5(root / "2018LA_Seg_Training Set" / cid / "mri_norm2.h5", image=img, label=lab)
+    (root / "train.list").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def write_pancreas(root: Path) -> Path:
+    ids = [f"image{i:04d}" for i in range(7)]
+    for i, cid in enumerate(ids):
+        img, lab = _blob(10 + i)
+        w.h5(root / "Pancreas_h5" / f"{cid}_norm.h5", image=img, label=lab)
+    (root / "train.list").write_text("\n".join(ids[:5]) + "\n")
+    (root / "test.list").write_text("\n".join(ids[5:]) + "\n")
+    return root
+
+
+def write_brats(root: Path) -> Path:
+    for i in range(6):
+        cid = f"BraTS2021_{i:05d}"
+        img, lab = _blob(20 + i)
+        seg = lab.astype(np.uint8) * 2
+        seg[lab.astype(bool) & (np.indices(SHAPE3)[0] < SHAPE3[0] // 2)] = 1
+        seg[lab.astype(bool) & (np.indices(SHAPE3)[0] < SHAPE3[0] // 2 - 2)] = 4
+        for k, mod in enumerate(("t1", "t1ce", "t2", "flair")):
+            w.nifti(root / cid / f"{cid}_{mod}.nii.gz", img + k)
+        w.nifti(root / cid / f"{cid}_seg.nii.gz", seg)
+    return root
+
+
+WRITERS = {"la": write_la, "pancreas": write_pancreas, "brats2021": write_brats}
+TINY_3D = {"data": {"patch_size": [16, 16, 16], "batch_size": 1, "val_fraction": 0.2},
+           "net": {"arch": "unet", "channels": [4, 8], "features": 4, "num_res_units": 0},
+           "optim": {"name": "adam", "lr": 0.01},
+           "train": {"val_every": 2, "ckpt_every": 2, "log_every": 1, "sw_stride": None, "sw_mode": "gaussian",
+                     "amp": False}}
+SMALL_SOURCE = {"noise": {"source_overrides": {"data": {"patch_size": [16, 16, 16], "batch_size": 1},
+                                               "net": {"arch": "unet", "channels": [4, 8], "features": 4},
+                                               "train": {"max_steps": 2, "val_every": 2, "sw_stride": None}},
+                          "params": {"steps": 2}}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["la_morph_cpu", "la_sfda_cpu", "pancreas_morph", "pancreas_sfda",
+                                  "brats2021_morph", "brats2021_sfda"])
+def test_shipped_3d_configs_run_on_files_in_their_real_format(name, tmp_path):
+    data = WRITERS[name.split("_")[0]](tmp_path / "data")
+    sfda = "sfda" in name
+    res = run_benchmark(CONFIGS / f"{name}.yaml", tmp_path / "out", data=str(data), methods=["supervised"],
+                        max_steps=2, overrides=TINY_3D, benchmark_overrides=SMALL_SOURCE if sfda else None,
+                        progress=False)
+    spec, _ = load_benchmark(CONFIGS / f"{name}.yaml", data=str(data))
+    rows = _rows(tmp_path / "out")
+    n_test = 2 if name.startswith("pancreas") else 1  # pancreas ships test.list; the others hold 20% out
+    targets = {"WT", "TC", "ET"} if name.startswith("brats") else {"left atrium" if name.startswith("la") else
+                                                                    "pancreas"}
+    assert {r["target"] for r in rows} >= targets
+    assert len({r["case"] for r in rows}) == n_test
+    assert spec.convention == "medpy" and "paper" in (tmp_path / "out" / "summary.md").read_text()
+    report = list(csv.DictReader((tmp_path / "out" / "data" / f"noisy_{'all' if sfda else '0.5'}"
+                                  / "noise_report.csv").open()))
+    assert sum(int(r["corrupted"]) for r in report) >= 1
+    if sfda:
+        assert (tmp_path / "out" / "data" / "source_scanner_shift" / "scanner_shift.json").is_file()
+    assert res.table
+
+
+@pytest.mark.parametrize("name", ["msd_heart", "msd_brain", "promise12", "kvasir", "demo", "la_morph", "la_sfda"])
+def test_other_shipped_configs_validate(name, mni_small):
+    """The 2D configs and the paper-scale LA ones (their _cpu twins run above with the same
+    benchmark section)."""
+    spec, cfg = load_benchmark(CONFIGS / f"{name}.yaml", data=str(mni_small))
+    assert spec.methods and cfg.method.name == "supervised"
+    if name.startswith("la_"):
+        cpu, _ = load_benchmark(CONFIGS / f"{name}_cpu.yaml", data=str(mni_small))
+        assert spec.noise.protocol == cpu.noise.protocol and spec.split == cpu.split
+        assert cfg.net.arch == "vnet" and cfg.train.sw_stride == [18, 18, 4] and cfg.train.max_steps == 6000
+    elif name != "demo":
+        assert spec.noise.protocol == "l2b" and spec.noise.levels == [0.2, 0.4, 0.6]
