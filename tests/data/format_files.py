@@ -62,3 +62,58 @@ def label(shape, value=1) -> np.ndarray:
     lab = np.zeros(shape, dtype=np.uint8)
     lab[tuple(slice(1, max(2, s // 2)) for s in shape)] = value
     return lab
+
+
+MET_TYPES = {"u1": "MET_UCHAR", "i1": "MET_CHAR", "u2": "MET_USHORT", "i2": "MET_SHORT", "u4": "MET_UINT",
+             "i4": "MET_INT", "f4": "MET_FLOAT", "f8": "MET_DOUBLE"}
+
+
+def metaimage(path: Path, arr: np.ndarray, spacing=None, *, offset=None, direction=None, byteorder: str = "<",
+              compress: bool = False, element_type: str | None = None, data_file: str | None = None,
+              extra: dict | None = None) -> Path:
+    """Write `arr` (X, Y[, Z]) as MetaImage the way ITK does (PROMISE12's format).
+
+    `path` ``.mhd``: a header plus a data file beside it (``<name>.raw``, or ``.zraw``
+    when compressed, or `data_file`); ``.mha``: one file, ``ElementDataFile = LOCAL``.
+    Data is x fastest, in `byteorder` ('<' or '>'), zlib-compressed if `compress`.
+    `direction` is (N, N) with column j the world (LPS) direction of axis j; it is written
+    as TransformMatrix rows, as ITK writes it. `element_type` overrides the ElementType
+    written; `extra` adds header keys before ElementDataFile.
+    """
+    import zlib
+
+    arr = np.asarray(arr)
+    n = arr.ndim
+    spacing = (1.0,) * n if spacing is None else spacing
+    offset = (0.0,) * n if offset is None else offset
+    direction = np.eye(n) if direction is None else np.asarray(direction)
+    body = np.ascontiguousarray(arr.T).astype(arr.dtype.newbyteorder(byteorder)).tobytes()
+    if compress:
+        body = zlib.compress(body)
+    local = path.name.endswith(".mha")
+    if data_file is None:
+        data_file = "LOCAL" if local else path.name[:-4] + (".zraw" if compress else ".raw")
+
+    def nums(v) -> str:
+        return " ".join(repr(float(x)) for x in np.ravel(v))
+
+    keys = {
+        "ObjectType": "Image", "NDims": n, "BinaryData": "True",
+        "BinaryDataByteOrderMSB": "True" if byteorder == ">" else "False",
+        "CompressedData": "True" if compress else "False",
+        **({"CompressedDataSize": len(body)} if compress else {}),
+        "TransformMatrix": nums(direction.T), "Offset": nums(offset), "CenterOfRotation": nums([0] * n),
+        "AnatomicalOrientation": "RAI", "ElementSpacing": nums(spacing),
+        "DimSize": " ".join(str(s) for s in arr.shape),
+        "ElementType": element_type or MET_TYPES[arr.dtype.str[1:]],
+        **(extra or {}),
+        "ElementDataFile": data_file,
+    }
+    header = "".join(f"{k} = {v}\n" for k, v in keys.items()).encode("ascii")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data_file == "LOCAL":
+        path.write_bytes(header + body)
+    else:
+        path.write_bytes(header)
+        (path.parent / data_file).write_bytes(body)
+    return path

@@ -1,4 +1,4 @@
-"""Dataset readers (Decathlon / nnU-Net, LA and Pancreas-CT h5, BraTS 2021, Kvasir-SEG),
+"""Dataset readers (Decathlon / nnU-Net, LA and Pancreas-CT h5, BraTS 2021, PROMISE12, Kvasir-SEG),
 one data model (:class:`Case`, :class:`Dataset`) and layout detection (:func:`open_dataset`)."""
 
 from .brats import read_brats
@@ -6,6 +6,7 @@ from .case import Case, CaseRef, Dataset
 from .decathlon import read_decathlon
 from .h5cases import read_h5_dataset
 from .kvasir import read_kvasir
+from .promise12 import read_promise12
 from .registry import detect_layout, open_dataset, validate_dataset
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "read_decathlon",
     "read_h5_dataset",
     "read_kvasir",
+    "read_promise12",
     "validate_dataset",
 ]

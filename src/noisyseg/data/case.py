@@ -62,7 +62,7 @@ class Dataset:
 
     Attributes:
         root: the folder given by the user.
-        layout: 'decathlon', 'h5' (LA / Pancreas-CT), 'brats' or 'kvasir'.
+        layout: 'decathlon', 'h5' (LA / Pancreas-CT), 'brats', 'promise12' or 'kvasir'.
         spatial_dims: 2 or 3.
         class_names: name per class index, background first.
         label_values: the value in the label files of each class index (BraTS: 0,1,2,4).

@@ -6,6 +6,8 @@ Layouts, tried in this order:
 - ``h5``: ``2018LA_Seg_Training Set/`` or ``Pancreas_h5/`` or a ``train.list`` beside
   h5 files (LA, Pancreas-CT);
 - ``brats``: ``BraTS2021_XXXXX/`` case folders holding ``*_flair.nii.gz`` ...;
+- ``promise12``: MetaImage ``CaseNN.mhd`` images with ``CaseNN_segmentation.mhd`` masks
+  (PROMISE12 prostate MRI), optionally in ``TrainingData_*/`` and ``TestData/`` subfolders;
 - ``kvasir``: ``images/`` and ``masks/``.
 """
 
@@ -20,17 +22,19 @@ from .case import Dataset
 from .decathlon import read_decathlon
 from .h5cases import is_h5_layout, read_h5_dataset
 from .kvasir import is_kvasir_layout, read_kvasir
+from .promise12 import is_promise12_layout, read_promise12
 
 READERS: dict[str, Callable[..., Dataset]] = {
     "decathlon": read_decathlon,
     "h5": read_h5_dataset,
     "brats": read_brats,
+    "promise12": read_promise12,
     "kvasir": read_kvasir,
 }
 
 
 def detect_layout(path: Path | str) -> str:
-    """The layout name of a dataset folder ('decathlon', 'h5', 'brats' or 'kvasir').
+    """The layout name of a dataset folder ('decathlon', 'h5', 'brats', 'promise12' or 'kvasir').
 
     Raises:
         DataError: the folder is missing, empty, or of no known layout.
@@ -49,11 +53,14 @@ def detect_layout(path: Path | str) -> str:
         return "h5"
     if any(is_brats_case(p) for p in entries if p.is_dir()):
         return "brats"
+    if is_promise12_layout(root):
+        return "promise12"
     if is_kvasir_layout(root):
         return "kvasir"
     raise DataError(
         f"{root}: no known dataset layout (expected imagesTr/+labelsTr/ or dataset.json (Decathlon), "
-        "train.list with h5 files (LA/Pancreas), BraTS case folders, or images/+masks/ (Kvasir))"
+        "train.list with h5 files (LA/Pancreas), BraTS case folders, CaseNN.mhd + CaseNN_segmentation.mhd "
+        "(PROMISE12), or images/+masks/ (Kvasir))"
     )
 
 

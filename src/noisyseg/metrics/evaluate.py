@@ -28,7 +28,7 @@ __all__ = ["evaluate_folders", "summarize"]
 def _index_folder(folder: Path, what: str) -> dict[str, Path]:
     files = list_case_files(folder)
     if not files:
-        raise DataError(f"{folder}: no {what} files found (expected NIfTI .nii/.nii.gz or PNG)")
+        raise DataError(f"{folder}: no {what} files found (expected NIfTI .nii/.nii.gz, MetaImage .mhd/.mha or PNG)")
     out: dict[str, Path] = {}
     for f in files:
         cid = case_id(f)
