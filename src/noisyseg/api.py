@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, load_config
 from .errors import ConfigError, DataError
-from .io import case_id, list_case_files, write_label
+from .io import atomic_dir, case_id, list_case_files, write_label
 
 
 def open_data(data: Path | str, clean_cases: Path | str | None = None):
@@ -91,36 +91,94 @@ def to_label_values(pred: np.ndarray, label_values: list[int]) -> np.ndarray:
     return np.asarray(label_values, dtype=np.int64)[pred]
 
 
+def dataset_folder(path: Path | str):
+    """The opened dataset when `path` is a dataset folder of a known layout (Decathlon, LA /
+    Pancreas h5, BraTS, PROMISE12, Kvasir), else None (a plain folder of image or label files)."""
+    from .data import detect_layout
+
+    try:
+        detect_layout(path)
+    except DataError:
+        return None
+    return open_data(path)
+
+
+def split_cases(ds, split: str) -> list:
+    """The CaseRefs of a dataset split: 'test', 'train' or 'all'; DataError when empty."""
+    refs = {"test": ds.test, "train": ds.train, "all": ds.train + ds.test}.get(split)
+    if refs is None:
+        raise ConfigError(f"split must be test, train or all, got '{split}'")
+    if not refs:
+        hint = " (use --split train)" if split == "test" else ""
+        raise DataError(f"{ds.root}: no {split} cases{hint}")
+    return refs
+
+
 def predict(*, run: Path | str, images: Path | str, out: Path | str, checkpoint: str = "best",
-            device: str = "auto", progress: bool = True) -> list[Path]:
-    """Predict every image file of a folder; one output per input with the same file name
-    (NIfTI keeps the input's affine; PNG for PNG/JPEG input). All inputs are read and checked
-    before the output folder is created."""
+            device: str = "auto", split: str = "test", progress: bool = True) -> list[Path]:
+    """Predict every image of a folder, or every case of a dataset split, with a trained run.
+
+    `images` is either a plain folder of image files (one output per input with the same
+    file name: NIfTI keeps the input's affine; PNG for PNG/JPEG input) or a dataset folder
+    in any supported layout (e.g. LA's "2018LA_Seg_Training Set/<ID>/mri_norm2.h5"), whose
+    `split` cases are written as <ID>.nii.gz with the case's affine and spacing (<ID>.png for
+    2D image datasets). All inputs are read and checked first; the output folder appears
+    complete or not at all.
+    """
     from .data.decathlon import read_channels
 
     method, info, cfg = load_run(run, checkpoint, device)
-    files = list_case_files(Path(images))
-    if not files:
-        raise DataError(f"{images}: no image files (NIfTI or PNG) found")
+    ds = dataset_folder(images)
     loaded = []
-    for f in files:
-        image, spacing, affine = read_channels([f], info["modalities"], info["data_dims"])
-        loaded.append((f, image, spacing, affine))
+    if ds is not None:
+        if ds.in_channels != len(info["modalities"]) or ds.num_classes != len(info["class_names"]):
+            raise DataError(f"{images}: {ds.in_channels} channel(s) and {ds.num_classes} classes, but the run "
+                            f"was trained on {len(info['modalities'])} and {len(info['class_names'])}")
+        for ref in split_cases(ds, split):
+            c = ref.load()
+            png = c.image_path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+            loaded.append((f"{c.id}.png" if png else f"{c.id}.nii.gz", c.image, c.spacing, c.affine))
+    else:
+        files = list_case_files(Path(images))
+        if not files:
+            raise DataError(f"{images}: no image files (NIfTI, MetaImage or PNG) and no dataset layout found")
+        for f in files:
+            image, spacing, affine = read_channels([f], info["modalities"], info["data_dims"])
+            name = f.name if not f.name.lower().endswith((".jpg", ".jpeg", ".bmp", ".tif", ".tiff")) \
+                else case_id(f) + ".png"
+            loaded.append((name, image, spacing, affine))
     out = Path(out)
     written = []
-    for f, image, spacing, affine in tqdm(loaded, desc="predict", disable=not progress):
-        pred = predict_image(method, image, info, cfg).argmax(0)
-        name = f.name if not f.name.lower().endswith((".jpg", ".jpeg", ".bmp", ".tif", ".tiff")) \
-            else case_id(f) + ".png"
-        written.append(write_label(out / name, to_label_values(pred, info["label_values"]),
-                                   affine=affine, spacing=spacing))
+    with atomic_dir(out) as tmp:
+        for name, image, spacing, affine in tqdm(loaded, desc="predict", disable=not progress):
+            pred = predict_image(method, image, info, cfg).argmax(0)
+            write_label(tmp / name, to_label_values(pred, info["label_values"]), affine=affine, spacing=spacing)
+            written.append(out / name)
     return written
 
 
 def evaluate(*, pred: Path | str, truth: Path | str, out: Path | str, convention: str = "monai",
-             num_classes: int | None = None, include_background: bool = False) -> dict:
-    """Score predictions against references; writes metrics.csv and summary.json."""
+             num_classes: int | None = None, include_background: bool = False, split: str = "test") -> dict:
+    """Score predictions against references; writes metrics.csv and summary.json.
+
+    `truth` is a folder of label files matched by case id, or a dataset folder in any
+    supported layout, whose `split` cases are the references (labels, spacing, label values
+    and BraTS regions come from the dataset)."""
+    import tempfile
+
     from .metrics import evaluate_folders
 
-    return evaluate_folders(pred, truth, out, num_classes=num_classes, convention=convention,
-                            include_background=include_background)
+    ds = dataset_folder(truth)
+    if ds is None:
+        return evaluate_folders(pred, truth, out, num_classes=num_classes, convention=convention,
+                                include_background=include_background)
+    with tempfile.TemporaryDirectory(prefix=".noisyseg_truth.") as tmp:
+        for ref in split_cases(ds, split):
+            c = ref.load()
+            if c.label is None:
+                raise DataError(f"{c.image_path}: case '{c.id}' has no label to evaluate against")
+            png = c.image_path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+            write_label(Path(tmp) / (f"{c.id}.png" if png else f"{c.id}.nii.gz"),
+                        to_label_values(c.label, ds.label_values), affine=c.affine, spacing=c.spacing)
+        return evaluate_folders(pred, tmp, out, convention=convention, include_background=include_background,
+                                label_values=ds.label_values, regions=ds.regions)

@@ -75,17 +75,19 @@ def train(
 @handle_errors
 def predict(
     run: Path = typer.Option(..., help="a trained run folder"),
-    images: Path = typer.Option(..., help="folder of images (NIfTI, PNG) or a dataset folder"),
-    out: Path = typer.Option(..., help="folder for the predicted label maps (same file names)"),
+    images: Path = typer.Option(..., help="folder of images (NIfTI, MetaImage, PNG) or a dataset folder "
+                                          "in any layout (e.g. LA h5)"),
+    out: Path = typer.Option(..., help="folder for the predicted label maps (same file names, or <ID>.nii.gz)"),
     checkpoint: str = typer.Option("best", help="best (validation-selected) or last"),
     device: Device = typer.Option(Device.auto),
+    split: str = typer.Option("test", help="dataset folders: test, train or all"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Predict label maps for every image of a folder with a trained run."""
+    """Predict label maps for every image of a folder, or every case of a dataset split, with a trained run."""
     from . import api
 
     paths = api.predict(run=run, images=images, out=out, checkpoint=checkpoint, device=device.value,
-                        progress=not quiet)
+                        split=split, progress=not quiet)
     typer.echo(f"wrote {len(paths)} predictions to {out}")
 
 
@@ -93,17 +95,22 @@ def predict(
 @handle_errors
 def evaluate(
     pred: Path = typer.Option(..., help="folder of predicted label maps"),
-    truth: Path = typer.Option(..., help="folder of reference label maps (matched by file name)"),
+    truth: Path = typer.Option(..., help="folder of reference label maps (matched by case id), or a dataset "
+                                         "folder in any layout (its --split cases)"),
     out: Path = typer.Option(..., help="folder for metrics.csv and summary.json"),
     convention: Convention = typer.Option(Convention.monai, help="surface-distance convention"),
     num_classes: Optional[int] = typer.Option(None, help="classes incl. background (default: from the files)"),
     include_background: bool = typer.Option(False, help="also score class 0"),
+    split: str = typer.Option("test", help="--truth dataset folders: test, train or all"),
 ) -> None:
-    """Dice, IoU, HD95 and ASD per case and class; mean and std in summary.json."""
-    from .metrics import evaluate_folders
+    """Dice, IoU, HD95 and ASD per case and class; mean and std in summary.json.
 
-    summary = evaluate_folders(pred, truth, out, num_classes=num_classes, convention=convention.value,
-                               include_background=include_background)
+    --convention medpy reproduces the numbers of the LA / Pancreas papers (medpy's hd95 and
+    asd); monai is symmetric (see the README's worked example)."""
+    from . import api
+
+    summary = api.evaluate(pred=pred, truth=truth, out=out, num_classes=num_classes, convention=convention.value,
+                           include_background=include_background, split=split)
     from .report.tables import format_summary
 
     typer.echo(format_summary(summary))
@@ -154,9 +161,8 @@ def noise(
     --source-run or trained on --source, entropy-adapted to the target images, then predicting)."""
     import json
 
-    from .noise.apply import make_noisy_dataset
-
     from .config import load_yaml_mapping, parse_key_values
+    from .noise.apply import make_noisy_dataset
 
     make_noisy_dataset(data, out, protocol=protocol, level=level, seed=seed, clean_fraction=clean_fraction,
                        n_clean=n_clean, figures=figures, progress=not quiet, clean_cases_file=clean_cases,

@@ -152,30 +152,17 @@ def test_table_bolds_the_best_noisy_method_per_column_and_shows_paper_numbers():
 # --------------------------------------------------------------------------- shipped 3D configs
 
 SHAPE3 = (24, 24, 16)
-
-
-def _blob(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    zz, yy, xx = np.meshgrid(*[np.arange(s) for s in SHAPE3], indexing="ij")
-    c = np.array(SHAPE3) / 2 + rng.integers(-2, 3, 3)
-    lab = (((zz - c[0]) / 7) ** 2 + ((yy - c[1]) / 6) ** 2 + ((xx - c[2]) / 4) ** 2 < 1).astype(np.uint8)
-    img = (lab * 2.0 + rng.normal(0, 0.5, SHAPE3)).astype(np.float32)
-    return img, lab
+_blob = w.blob_case
 
 
 def write_la(root: Path) -> Path:
-    ids = [f"LA{i:02d}" for i in range(6)]
-    for i, cid in enumerate(ids):
-        img, lab = _blob(i)
-        w.h5(root / "2018LA_Seg_Training Set" / cid / "mri_norm2.h5", image=img, label=lab)
-    (root / "train.list").write_text("\n".join(ids) + "\n")
-    return root
+    return w.la_dataset(root, n_train=6)
 
 
 def write_pancreas(root: Path) -> Path:
     ids = [f"image{i:04d}" for i in range(7)]
     for i, cid in enumerate(ids):
-        img, lab = _blob(10 + i)
+        img, lab = _blob(SHAPE3, 10 + i)
         w.h5(root / "Pancreas_h5" / f"{cid}_norm.h5", image=img, label=lab)
     (root / "train.list").write_text("\n".join(ids[:5]) + "\n")
     (root / "test.list").write_text("\n".join(ids[5:]) + "\n")
@@ -185,7 +172,7 @@ def write_pancreas(root: Path) -> Path:
 def write_brats(root: Path) -> Path:
     for i in range(6):
         cid = f"BraTS2021_{i:05d}"
-        img, lab = _blob(20 + i)
+        img, lab = _blob(SHAPE3, 20 + i)
         seg = lab.astype(np.uint8) * 2
         seg[lab.astype(bool) & (np.indices(SHAPE3)[0] < SHAPE3[0] // 2)] = 1
         seg[lab.astype(bool) & (np.indices(SHAPE3)[0] < SHAPE3[0] // 2 - 2)] = 4

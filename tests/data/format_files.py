@@ -117,3 +117,27 @@ def metaimage(path: Path, arr: np.ndarray, spacing=None, *, offset=None, directi
         path.write_bytes(header)
         (path.parent / data_file).write_bytes(body)
     return path
+
+
+def blob_case(shape=(24, 24, 16), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable 3D case: an ellipsoid label (uint8) and an image brighter inside it."""
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    c = np.array(shape) / 2 + rng.integers(-2, 3, 3)
+    radii = np.array(shape) * np.array([0.3, 0.25, 0.25])
+    lab = (sum(((g - ci) / r) ** 2 for g, ci, r in zip(grid, c, radii)) < 1).astype(np.uint8)
+    img = (lab * 2.0 + rng.normal(0, 0.5, shape)).astype(np.float32)
+    return img, lab
+
+
+def la_dataset(root: Path, n_train: int = 6, n_test: int = 0, shape=(24, 24, 16), seed: int = 0) -> Path:
+    """An LA folder in the community layout: "2018LA_Seg_Training Set/<ID>/mri_norm2.h5",
+    train.list and (when n_test > 0) test.list."""
+    ids = [f"LA{seed:02d}{i:02d}" for i in range(n_train + n_test)]
+    for i, cid in enumerate(ids):
+        img, lab = blob_case(shape, seed * 100 + i)
+        h5(root / "2018LA_Seg_Training Set" / cid / "mri_norm2.h5", image=img, label=lab)
+    (root / "train.list").write_text("\n".join(ids[:n_train]) + "\n")
+    if n_test:
+        (root / "test.list").write_text("\n".join(ids[n_train:]) + "\n")
+    return root
