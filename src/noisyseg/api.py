@@ -76,14 +76,26 @@ def load_run(run: Path | str, checkpoint: str = "best", device: str = "auto"):
     return method.to(dev).eval(), info, cfg
 
 
-def predict_image(method, image: np.ndarray, info: dict, cfg: RunConfig) -> np.ndarray:
-    """Class probabilities (K, *S) of one normalised image (C, *S) with a loaded run."""
+def predict_image(method, image: np.ndarray, info: dict, cfg: RunConfig,
+                  spacing: tuple[float, ...] | None = None) -> np.ndarray:
+    """Class probabilities (K, *S) of one normalised image (C, *S) with a loaded run.
+
+    Runs trained with `data.target_spacing` predict on the resampled image and return
+    probabilities interpolated back to the input grid; they need the image's `spacing`."""
+    from .data.resample import resample_image, restore_probs, zoom_factors
     from .engine.inference import predict_case
 
     device = next(method.parameters()).device
-    return predict_case(method.predict_proba, image, patch_size=info["patch_size"], overlap=cfg.train.sw_overlap,
-                        mode=cfg.train.sw_mode, slice_axis=info["slice_axis"], device=device,
-                        stride=cfg.train.sw_stride)
+    target = cfg.data.target_spacing
+    x = image
+    if target is not None:
+        if spacing is None:
+            raise ConfigError("this run resamples to data.target_spacing: the image's spacing is needed")
+        x = resample_image(image, zoom_factors(spacing, target))
+    probs = predict_case(method.predict_proba, x, patch_size=info["patch_size"], overlap=cfg.train.sw_overlap,
+                         mode=cfg.train.sw_mode, slice_axis=info["slice_axis"], device=device,
+                         stride=cfg.train.sw_stride)
+    return probs if target is None else restore_probs(probs, image.shape[1:])
 
 
 def to_label_values(pred: np.ndarray, label_values: list[int]) -> np.ndarray:
@@ -151,7 +163,7 @@ def predict(*, run: Path | str, images: Path | str, out: Path | str, checkpoint:
     written = []
     with atomic_dir(out) as tmp:
         for name, image, spacing, affine in tqdm(loaded, desc="predict", disable=not progress):
-            pred = predict_image(method, image, info, cfg).argmax(0)
+            pred = predict_image(method, image, info, cfg, spacing).argmax(0)
             write_label(tmp / name, to_label_values(pred, info["label_values"]), affine=affine, spacing=spacing)
             written.append(out / name)
     return written

@@ -33,7 +33,9 @@ class DataConfig(StrictModel):
         val_fraction: share of training cases held out for model selection.
         slice_axis: axis of a volume along which 2D slices are taken.
         augment: random flips, rot90 and intensity jitter.
-        cache: keep all decoded cases in memory.
+        target_spacing: resample every case to this voxel size in mm (images linear,
+            labels nearest) before training and prediction; predictions are interpolated
+            back to the input grid. None keeps the data's own grid.
     """
 
     spatial_dims: Literal[2, 3] | None = None
@@ -43,6 +45,7 @@ class DataConfig(StrictModel):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     slice_axis: int = -1
     augment: bool = True
+    target_spacing: list[float] | None = None
 
 
 class NetConfig(StrictModel):
@@ -110,6 +113,9 @@ class RunConfig(StrictModel):
         ps = self.data.patch_size
         if ps is not None and self.data.spatial_dims is not None and len(ps) != self.data.spatial_dims:
             raise ValueError(f"patch_size {ps} has {len(ps)} axes but spatial_dims is {self.data.spatial_dims}")
+        ts = self.data.target_spacing
+        if ts is not None and any(v <= 0 for v in ts):
+            raise ValueError(f"data.target_spacing {ts} must be positive")
         stride = self.train.sw_stride
         if stride is not None:
             if any(v < 1 for v in stride):

@@ -75,10 +75,12 @@ def _signal(model, method: str, labels, probs) -> tuple[str, np.ndarray | None, 
 
 def _meta_case(model, method: str, ds, info: dict, cfg):
     """The trusted case a MetaDCSeg run is audited against, or None when its meta weights do not
-    apply (another method asked for, no trusted case, or not whole-image 2D data)."""
+    apply (another method asked for, no trusted case, not whole-image 2D data, or a run that
+    resamples its inputs)."""
     from ..nets import downsample_factor
 
-    if method != "auto" or not ds.trusted_ids or info["train_dims"] != 2 or info["data_dims"] != 2:
+    if (method != "auto" or not ds.trusted_ids or info["train_dims"] != 2 or info["data_dims"] != 2
+            or cfg.data.target_spacing is not None):
         return None
     case = ds.case(ds.trusted_ids[0]).load()
     f = downsample_factor(cfg.net)
@@ -169,7 +171,7 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
         voxel = [meta_weight_scores(model, c, meta) for c in tqdm(cases, desc="audit", disable=not progress)]
         case_scores = np.array([score_case(v, case_score, top_percent) for v in voxel])
     else:
-        probs = [predict_image(model, c.image, info, cfg).astype(np.float32)
+        probs = [predict_image(model, c.image, info, cfg, c.spacing).astype(np.float32)
                  for c in tqdm(cases, desc="audit", disable=not progress)]
         labels = [c.label for c in cases]
         vmethod, thr, signal = _signal(model, method, labels, probs)

@@ -193,7 +193,7 @@ def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention:
     names = {str(i): n for i, n in enumerate(ds.class_names)}
     with atomic_dir(run_dir / "pred_test", overwrite=True) as tmp:
         for case in test_cases:
-            pred = api.predict_image(method, case.image, info, rcfg).argmax(0)
+            pred = api.predict_image(method, case.image, info, rcfg, case.spacing).argmax(0)
             write_label(tmp / _prediction_name(case), api.to_label_values(pred, info["label_values"]),
                         affine=case.affine, spacing=case.spacing)
             m = case_metrics(pred, case.label, num_classes=ds.num_classes, spacing=case.spacing,

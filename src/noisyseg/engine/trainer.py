@@ -106,8 +106,11 @@ def build_method(cfg: RunConfig, in_channels: int, num_classes: int, dims: int) 
     return cls(params, net_factory(cfg.net, dims, in_channels, num_classes), num_classes, dims)
 
 
-def load_cases(refs, desc: str, show: bool) -> list[Case]:
-    return [r.load() for r in tqdm(refs, desc=desc, disable=not show, leave=False)]
+def load_cases(refs, desc: str, show: bool, target_spacing: list[float] | None = None) -> list[Case]:
+    """Load cases, resampled to `target_spacing` when one is set."""
+    from ..data.resample import resample_case
+
+    return [resample_case(r.load(), target_spacing) for r in tqdm(refs, desc=desc, disable=not show, leave=False)]
 
 
 def mean_foreground_dice(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
@@ -195,8 +198,10 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
         raise DataError(f"{dataset.root}: trusted case '{unknown[0]}' is not a training case")
     train_ids, val_ids = split_train_val(all_ids, cfg.data.val_fraction, cfg.train.seed, set(trusted))
     refs = {r.id: r for r in dataset.train}
-    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show)
-    val_cases = load_cases([refs[i] for i in val_ids[: cfg.train.val_max_cases]], "loading validation cases", show)
+    ts = cfg.data.target_spacing
+    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, ts)
+    val_cases = load_cases([refs[i] for i in val_ids[: cfg.train.val_max_cases]], "loading validation cases", show,
+                           ts)
     by_id = {c.id: c for c in train_cases}
     trusted_cases = [by_id[i] for i in trusted if i in by_id]
 

@@ -39,7 +39,7 @@ def pseudo_labels(method, info: dict, cfg, cases: Sequence[Case]) -> list[np.nda
     from ..api import predict_image
 
     method.eval()
-    return [predict_image(method, c.image, info, cfg).argmax(0).astype(np.int64) for c in cases]
+    return [predict_image(method, c.image, info, cfg, c.spacing).argmax(0).astype(np.int64) for c in cases]
 
 
 def _bn_modules(method) -> list[torch.nn.Module]:
@@ -156,7 +156,10 @@ def model_noisy_labels(protocol: str, ds, cases: list[Case], corrupt: set[str], 
         base.update({"source": str(source), "source_overrides": source_overrides or {}} if source is not None
                     else {"source_run": str(source_run)})
         if protocol == "sfda":
-            adapt_entropy(method, cases, steps=int(adapt["steps"]), lr=float(adapt["lr"]),
+            from ..data.resample import resample_case
+
+            target_cases = [resample_case(c, cfg.data.target_spacing) for c in cases]  # the run's grid
+            adapt_entropy(method, target_cases, steps=int(adapt["steps"]), lr=float(adapt["lr"]),
                           patch_size=adapt["patch_size"] or info["patch_size"],
                           batch_size=int(adapt["batch_size"] or cfg.data.batch_size), seed=seed,
                           slice_axis=info["slice_axis"])
