@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import torch
 from torch import nn
-
-from pathlib import Path
 
 from ..config import StrictModel
 from ..data.case import Case

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from .losses import pixel_ce
+from .losses import one_hot, pixel_ce
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(logits (N, K, *S), target (N, *S) long) → per-pixel loss (N, *S)."""
@@ -203,3 +203,54 @@ def meta_pixel_weights(net: nn.Module, image: torch.Tensor, label: torch.Tensor,
     raw_r, raw_p = lr * dot_r, lr * dot_p
     alpha, beta, uniform = normalise_weights(raw_r, raw_p)
     return MetaWeights(alpha, beta, raw_r, raw_p, yhat, lmeta, uniform)
+
+
+def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """t = (α·onehot(ỹ) + β·onehot(ŷ)) / (α + β) and the mask where α + β > 0.
+
+    Args:
+        label, pseudo_label: (N, *S) long.
+        alpha, beta: (N, *S) weights.
+    Returns:
+        (t (N, K, *S), mask (N, *S) float); t is 0 where the mask is 0.
+    """
+    w = alpha + beta
+    num = alpha.unsqueeze(1) * one_hot(label, num_classes) + beta.unsqueeze(1) * one_hot(pseudo_label, num_classes)
+    return num / w.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1), (w > 0).float()
+
+
+def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """argmax of the softmax averaged over the identity and a flip along each spatial axis.
+
+    image (N, C, *S) → (N, *S) long. No gradient; batch-norm running statistics untouched.
+    """
+    dims = list(range(2, image.ndim))
+    with torch.no_grad(), frozen_norm_stats(net):
+        probs = torch.softmax(net(image).float(), 1)
+        for d in dims:
+            probs += torch.softmax(net(image.flip(d)).float(), 1).flip(d)
+    return probs.max(1).indices
+
+
+def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
+                     meta_label: torch.Tensor, *, lr: float, norm_stats: str = "batch", flip_average: bool = False,
+                     meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ce_meta_loss,
+                     ) -> MetaWeights:
+    """`meta_pixel_weights` as L2B and MetaDCSeg call it in a training step.
+
+    Args:
+        norm_stats: 'batch' (batch-norm batch statistics inside the weighting passes, as in
+            a training step) or 'running' (the network in eval mode for them).
+        flip_average: pseudo-labels from the flip-averaged softmax instead of the plain argmax.
+    The network's mode is restored afterwards.
+    """
+    was_training = net.training
+    if norm_stats == "running":
+        net.eval()
+    try:
+        pseudo = flip_averaged_pseudo_label(net, image) if flip_average else None
+        return meta_pixel_weights(net, image, label, meta_image, meta_label, lr=lr, pseudo_label=pseudo,
+                                  pixel_loss=pixel_ce, meta_loss=meta_loss)
+    finally:
+        net.train(was_training)

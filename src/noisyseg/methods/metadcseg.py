@@ -69,7 +69,7 @@ from ..config import StrictModel
 from ..data.case import Case
 from .base import Method, StepInfo, StepOutput
 from .losses import ce_dice_loss, one_hot, pixel_ce, soft_dice_loss
-from .meta_weights import ce_meta_loss, frozen_norm_stats, meta_pixel_weights
+from .meta_weights import ce_meta_loss, frozen_norm_stats, soft_target, weights_for_step
 from .registry import register
 
 BACKGROUND, FOREGROUND, BOUNDARY = 0, 1, 2
@@ -171,34 +171,6 @@ def dcd_gamma(dist_map: torch.Tensor, region: torch.Tensor, temperature: float) 
     return g / mean if bool(mean > 0) else torch.ones_like(g)
 
 
-def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-                num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """t = (α·onehot(ỹ) + β·onehot(ŷ)) / (α + β) and the mask where α + β > 0.
-
-    Args:
-        label, pseudo_label: (N, *S) long.
-        alpha, beta: (N, *S) weights.
-    Returns:
-        (t (N, K, *S), mask (N, *S) float); t is 0 where the mask is 0.
-    """
-    w = alpha + beta
-    num = alpha.unsqueeze(1) * one_hot(label, num_classes) + beta.unsqueeze(1) * one_hot(pseudo_label, num_classes)
-    return num / w.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1), (w > 0).float()
-
-
-def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """argmax of the softmax averaged over the identity and a flip along each spatial axis.
-
-    image (N, C, *S) → (N, *S) long. No gradient; batch-norm running statistics untouched.
-    """
-    dims = list(range(2, image.ndim))
-    with torch.no_grad(), frozen_norm_stats(net):
-        probs = torch.softmax(net(image).float(), 1)
-        for d in dims:
-            probs += torch.softmax(net(image.flip(d)).float(), 1).flip(d)
-    return probs.max(1).indices
-
-
 # ---------------------------------------------------------------------------------------
 # The method
 # ---------------------------------------------------------------------------------------
@@ -266,15 +238,9 @@ class MetaDCSeg(Method):
                         meta_label: torch.Tensor):
         """MetaWeights of a training batch against a meta batch (see meta_weights.py)."""
         p = self.params
-        was_training = self.net.training
-        if p.weight_norm_stats == "running":
-            self.net.eval()
-        try:
-            pseudo = flip_averaged_pseudo_label(self.net, image) if p.pseudo_flip_average else None
-            return meta_pixel_weights(self.net, image, label, meta_image, meta_label, lr=p.lookahead_lr,
-                                      pseudo_label=pseudo, pixel_loss=pixel_ce, meta_loss=self._meta_loss_fn())
-        finally:
-            self.net.train(was_training)
+        return weights_for_step(self.net, image, label, meta_image, meta_label, lr=p.lookahead_lr,
+                                norm_stats=p.weight_norm_stats, flip_average=p.pseudo_flip_average,
+                                meta_loss=self._meta_loss_fn())
 
     def _regions_and_features(self, feats: torch.Tensor, logits: torch.Tensor, pseudo: torch.Tensor):
         p = self.params

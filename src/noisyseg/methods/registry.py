@@ -11,7 +11,7 @@ from ..config import MethodConfig, validation_message
 from ..errors import ConfigError, unknown_name
 
 _REGISTRY: dict[str, type] = {}
-_MODULES = ("supervised", "clcs", "metadcseg")
+_MODULES = ("supervised", "clcs", "metadcseg", "gce", "sce", "coteaching", "trinet", "mtcl", "adele", "l2b")
 
 M = TypeVar("M")
 
