@@ -11,6 +11,10 @@ from ..errors import ConfigError
 from .segnet import SegNet
 
 
+def _norm(cfg: NetConfig) -> tuple:
+    return (cfg.norm, {"affine": True})
+
+
 def build_body(cfg: NetConfig, spatial_dims: int, in_channels: int) -> nn.Module:
     """The encoder-decoder mapping (N, in_channels, *S) to (N, cfg.features, *S)."""
     if cfg.arch == "unet":
@@ -25,7 +29,7 @@ def build_body(cfg: NetConfig, spatial_dims: int, in_channels: int) -> nn.Module
             channels=tuple(cfg.channels),
             strides=(2,) * (len(cfg.channels) - 1),
             num_res_units=cfg.num_res_units,
-            norm="batch",
+            norm=_norm(cfg),
             dropout=cfg.dropout,
         )
     if cfg.arch == "unetpp":
@@ -38,7 +42,7 @@ def build_body(cfg: NetConfig, spatial_dims: int, in_channels: int) -> nn.Module
             in_channels=in_channels,
             out_channels=cfg.features,
             features=tuple(cfg.channels) + (cfg.channels[0],),
-            norm=("batch", {"affine": True}),
+            norm=_norm(cfg),
             dropout=cfg.dropout,
         )
     if cfg.arch == "vnet":
@@ -46,6 +50,8 @@ def build_body(cfg: NetConfig, spatial_dims: int, in_channels: int) -> nn.Module
 
         if spatial_dims != 3:
             raise ConfigError("net.arch: vnet is a 3D network; use unet or unetpp for 2D")
+        if cfg.norm != "batch":
+            raise ConfigError("net.norm: vnet uses batch norm (as in the papers); use unet for instance norm")
         return VNet(in_channels=in_channels, out_channels=cfg.features, base=cfg.channels[0], dropout=cfg.dropout)
     raise ConfigError(f"net.arch: unknown architecture '{cfg.arch}'")
 

@@ -43,13 +43,13 @@ def pseudo_labels(method, info: dict, cfg, cases: Sequence[Case]) -> list[np.nda
 
 
 def _bn_modules(method) -> list[torch.nn.Module]:
-    return [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    return [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
 
 
 def adapt_entropy(method, cases: Sequence[Case], *, steps: int, lr: float, patch_size: Sequence[int],
                   batch_size: int, seed: int, slice_axis: int = -1) -> None:
     """Source-free adaptation in place (TENT): minimise the mean per-pixel entropy of
-    `method.predict_proba` on random target patches, updating only the batch-norm affine
+    `method.predict_proba` on random target patches, updating only the normalisation layers' affine
     parameters of the method's networks.
 
     Batch-norm layers run in train mode (batch statistics; their running statistics follow
@@ -64,7 +64,7 @@ def adapt_entropy(method, cases: Sequence[Case], *, steps: int, lr: float, patch
                           f"(got steps={steps}, lr={lr}, batch_size={batch_size})")
     bns = [m for m in _bn_modules(method) if m.affine]
     if not bns:
-        raise ConfigError("sfda adaptation: the method's networks have no batch-norm affine parameters")
+        raise ConfigError("sfda adaptation: the method's networks have no normalisation layers with affine parameters")
     params = [p for m in bns for p in (m.weight, m.bias)]
     saved = {p: p.requires_grad for p in method.parameters()}
     for p in method.parameters():
