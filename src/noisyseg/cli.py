@@ -226,13 +226,19 @@ def benchmark(
 
 
 @app.command("methods")
-def list_methods() -> None:
-    """List the available training methods."""
+def list_methods(
+    params: bool = typer.Option(False, "--params", help="also list each method's parameters and defaults"),
+) -> None:
+    """List the available training methods (set parameters with method.params in a config)."""
     from .methods import available_methods, get_method_class
 
     for name in available_methods():
-        doc = (get_method_class(name).__doc__ or "").strip().splitlines()[0]
+        cls = get_method_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
         typer.echo(f"{name:12s} {doc}")
+        if params:
+            for field, info in cls.Params.model_fields.items():
+                typer.echo(f"{'':14s}{field} = {info.get_default(call_default_factory=True)!r}")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def assert_one_line_error(res, *needles):
         assert n in err, err
 
 
-@pytest.mark.parametrize("cmd", ["train", "predict", "evaluate", "demo", "methods"])
+@pytest.mark.parametrize("cmd", ["train", "predict", "evaluate", "demo", "methods", "noise", "audit", "benchmark"])
 def test_every_command_has_help(cmd):
     res = run(cmd, "--help")
     assert res.exit_code == 0 and "Usage" in res.output
@@ -134,3 +134,15 @@ def test_train_predict_evaluate_end_to_end(mni_small, tmp_path):
     header = (tmp_path / "ev" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "case" and {"dice_1", "dice_2", "hd95_1", "asd_2", "iou_1"} <= set(header)
     assert "dice_0" not in header
+
+
+def test_methods_lists_every_baseline_with_its_defaults():
+    from noisyseg.methods import available_methods, get_method_class
+
+    res = run("methods", "--params")
+    assert res.exit_code == 0
+    names = set(available_methods())
+    assert {"gce", "sce", "coteaching", "trinet", "mtcl", "adele", "l2b", "clcs", "metadcseg"} <= names
+    for name in names:
+        for field, info in get_method_class(name).Params.model_fields.items():
+            assert f"{field} = {info.get_default(call_default_factory=True)!r}" in res.output
