@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from noisyseg.config import MethodConfig, NetConfig
+from noisyseg.config import MethodConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, validate_method
 from noisyseg.methods.adele import (
@@ -19,7 +19,8 @@ from noisyseg.methods.adele import (
     relative_slope_change,
     saturation_curve,
 )
-from noisyseg.nets import net_factory
+
+from method_kit import band_batch, tiny_method  # tests/methods helper
 
 
 def first_detection(curve, **kw) -> int | None:
@@ -121,24 +122,10 @@ def test_intersection_union_by_hand():
 
 
 def make_method(dims=2, k=2, **params):
-    cls, p = validate_method(MethodConfig(name="adele", params=params))
-    torch.manual_seed(0)
-    make = net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), dims, 1, k)
-    return cls(p, make, k, dims).train()
+    return tiny_method("adele", params, dims=dims, k=k, train=True)
 
 
-def batch_for(dims=2, k=2, n=2, size=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    shape = (n,) + (size,) * dims
-    clean = torch.zeros(shape, dtype=torch.long)
-    clean[(slice(None),) + (slice(size // 4, 3 * size // 4),) * dims] = 1
-    if k > 2:
-        clean[(slice(None),) + (slice(size // 4, size // 2),) * dims] = 2
-    label = clean.clone()
-    label[(slice(None), size // 4 - 1) + (slice(size // 4, 3 * size // 4),) * (dims - 1)] = 1
-    image = torch.randn((n, 1) + shape[1:], generator=g) + clean[:, None].float()
-    return {"image": image, "label": label, "clean_label": clean}
-
+batch_for = band_batch
 
 def test_params_validation():
     cls, p = validate_method(MethodConfig(name="adele"))

@@ -5,34 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from noisyseg.config import MethodConfig, NetConfig
+from noisyseg.config import MethodConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, validate_method
 from noisyseg.methods.losses import pixel_ce
 from noisyseg.methods.meta_weights import frozen_norm_stats, meta_pixel_weights
-from noisyseg.nets import net_factory
+
+from method_kit import band_batch, tiny_method  # tests/methods helper
 
 
 def make_method(dims=2, k=2, **params):
-    cls, p = validate_method(MethodConfig(name="l2b", params=params))
-    torch.manual_seed(0)
-    make = net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), dims, 1, k)
-    return cls(p, make, k, dims).train()
+    return tiny_method("l2b", params, dims=dims, k=k, train=True)
 
 
 def batch_for(dims=2, k=2, n=2, size=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    shape = (n,) + (size,) * dims
-    clean = torch.zeros(shape, dtype=torch.long)
-    clean[(slice(None),) + (slice(size // 4, 3 * size // 4),) * dims] = 1
-    if k > 2:
-        clean[(slice(None),) + (slice(size // 4, size // 2),) * dims] = 2
-    label = clean.clone()
-    label[(slice(None), size // 4 - 1) + (slice(size // 4, 3 * size // 4),) * (dims - 1)] = 1  # wrong band
-    image = torch.randn((n, 1) + shape[1:], generator=g) + clean[:, None].float()
-    meta_image = torch.randn((n, 1) + shape[1:], generator=g) + clean[:, None].float()
-    return {"image": image, "label": label, "clean_label": clean, "meta_image": meta_image, "meta_label": clean}
-
+    """band_batch plus a clean meta batch of the same layout."""
+    batch = band_batch(dims, k, n, size, seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    meta_image = torch.randn(batch["image"].shape, generator=g) + batch["clean_label"][:, None].float()
+    return {**batch, "meta_image": meta_image, "meta_label": batch["clean_label"]}
 
 def test_params_and_registration():
     cls, p = validate_method(MethodConfig(name="l2b"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from noisyseg.config import MethodConfig, NetConfig
+from noisyseg.config import MethodConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, validate_method
 from noisyseg.methods.mtcl import (
@@ -22,7 +22,8 @@ from noisyseg.methods.mtcl import (
     round_preserving_row_totals,
     sigmoid_rampup,
 )
-from noisyseg.nets import net_factory
+
+from method_kit import band_batch, tiny_method  # tests/methods helper
 
 MODES = ["both", "prune_by_noise_rate", "prune_by_class", "confident_learning"]
 
@@ -130,25 +131,10 @@ def test_planted_wrong_pixels_are_flagged(mode):
 
 
 def make_method(dims=2, k=2, **params):
-    cls, p = validate_method(MethodConfig(name="mtcl", params=params))
-    torch.manual_seed(0)
-    make = net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), dims, 1, k)
-    return cls(p, make, k, dims).train()
+    return tiny_method("mtcl", params, dims=dims, k=k, train=True)
 
 
-def batch_for(dims=2, k=2, n=2, size=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    shape = (n,) + (size,) * dims
-    clean = torch.zeros(shape, dtype=torch.long)
-    sl = (slice(None),) + (slice(4, 12),) * dims
-    clean[sl] = 1
-    if k > 2:
-        clean[(slice(None),) + (slice(4, 8),) * dims] = 2
-    label = clean.clone()
-    label[(slice(None), 3) + (slice(4, 12),) * (dims - 1)] = 1  # a wrong band along the top edge
-    image = torch.randn((n, 1) + shape[1:], generator=g) + clean[:, None].float()
-    return {"image": image, "label": label, "clean_label": clean}
-
+batch_for = band_batch
 
 def test_params_defaults_and_validation():
     cls, p = validate_method(MethodConfig(name="mtcl"))

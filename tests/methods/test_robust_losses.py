@@ -10,38 +10,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noisyseg.config import MethodConfig, NetConfig
+from noisyseg.config import MethodConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, get_method_class, validate_method
 from noisyseg.methods.gce import GCE, gce_loss
 from noisyseg.methods.losses import one_hot, soft_dice_loss
 from noisyseg.methods.sce import SCE, sce_loss, sce_terms
-from noisyseg.nets import net_factory
+
+from method_kit import random_batch, tiny_method  # tests/methods helper
 
 K = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small machine shared with other processes, OpenMP threads
-    contend and the tiny networks of these tests run several times slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_method(name: str, params: dict | None = None, dims: int = 2, seed: int = 0):
-    cls, p = validate_method(MethodConfig(name=name, params=params or {}))
-    torch.manual_seed(seed)
-    make = net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), dims, 1, K)
-    return cls(p, make, K, dims)
+    return tiny_method(name, params, dims=dims, k=K, seed=seed)
 
 
 def small_batch(dims: int = 2, n: int = 2, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    shape = (size,) * dims
-    return {"image": torch.randn(n, 1, *shape, generator=g), "label": torch.randint(0, K, (n, *shape), generator=g)}
+    return random_batch(dims, n, size, seed, k=K, clean_rows=None)
 
 
 def two_pixel_logits() -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,45 +7,27 @@ from __future__ import annotations
 import pytest
 import torch
 
-from noisyseg.config import MethodConfig, NetConfig
+from noisyseg.config import MethodConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, get_method_class, validate_method
 from noisyseg.methods.coteaching import small_loss_mask
 from noisyseg.methods.losses import one_hot, pixel_ce, soft_dice_loss, weighted_mean
 from noisyseg.methods.trinet import PEERS, TriNet, agreement_small_loss_mask
-from noisyseg.nets import net_factory
+
+from method_kit import grads, random_batch, tiny_method  # tests/methods helper
 
 K = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small machine shared with other processes, OpenMP threads
-    contend and the tiny networks of these tests run several times slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_method(params: dict | None = None, dims: int = 2, seed: int = 0) -> TriNet:
-    cls, p = validate_method(MethodConfig(name="trinet", params=params or {}))
-    torch.manual_seed(seed)
-    make = net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), dims, 1, K)
-    return cls(p, make, K, dims)
+def make_method(params: dict | None = None, dims: int = 2, seed: int = 0):
+    return tiny_method("trinet", params, dims=dims, k=K, seed=seed)
 
 
 def small_batch(dims: int = 2, n: int = 2, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    shape = (size,) * dims
-    label = torch.randint(0, K, (n, *shape), generator=g)
-    clean = label.clone()
-    clean[:, :3] = 0
-    return {"image": torch.randn(n, 1, *shape, generator=g), "label": label, "clean_label": clean}
-
-
-def grads(net: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for p in net.parameters()])
+    return random_batch(dims, n, size, seed, k=K)
 
 
 def forward_all(m: TriNet, x: torch.Tensor, y: torch.Tensor):

@@ -85,5 +85,12 @@ class Method(nn.Module):
         (falls back to training cases); methods draw their own diagnostic maps here."""
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N, K, *S) for inference."""
-        return torch.softmax(self.net(x), dim=1)
+        """Class probabilities (N, K, *S) float32 for inference (softmax of `self.net`)."""
+        return torch.softmax(self.net(x).float(), dim=1)
+
+
+def host_logs(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors → floats with one device-to-host copy (one sync per step, not one per term)."""
+    if not terms:
+        return {}
+    return dict(zip(terms, torch.stack([t.float() for t in terms.values()]).cpu().tolist()))

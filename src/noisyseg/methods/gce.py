@@ -37,7 +37,7 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput
+from .base import Method, StepInfo, StepOutput, host_logs
 from .losses import one_hot, soft_dice_loss
 from .registry import register
 
@@ -92,8 +92,4 @@ class GCE(Method):
             l_dice = soft_dice_loss(torch.softmax(logits, 1), one_hot(label, self.num_classes))
             loss = loss + l_dice
             terms["loss/dice"] = l_dice.detach()
-        return StepOutput(loss, dict(zip(terms, torch.stack(list(terms.values())).cpu().tolist())))
-
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax of the network, (N, K, *S) float32."""
-        return torch.softmax(self.net(x).float(), 1)
+        return StepOutput(loss, host_logs(terms))
