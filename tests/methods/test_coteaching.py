@@ -116,7 +116,7 @@ def test_forget_rate_schedule_hand_values():
 def test_registered_defaults_and_params_validated():
     assert get_method_class("coteaching") is CoTeaching
     _, p = validate_method(MethodConfig(name="coteaching"))
-    assert (p.forget_rate, p.gradual_fraction, p.rank, p.dice) == (0.2, 0.1, "global", None)
+    assert (p.forget_rate, p.gradual_fraction, p.rank, p.dice) == (0.2, 0.1, "class", None)
     for bad, key in (({"forget_rate": 1.0}, "forget_rate"), ({"forget_rate": -0.1}, "forget_rate"),
                      ({"gradual_fraction": 1.5}, "gradual_fraction"), ({"rank": "image"}, "rank"),
                      ({"inference": "max"}, "inference"), ({"forgetrate": 0.1}, "unknown option")):
@@ -227,7 +227,7 @@ def test_3d_step_with_dice_equals_manual_and_backward_works():
     with torch.no_grad():
         l1, l2 = m.net1(x), m.net2(x)
         ce1, ce2 = pixel_ce(l1, y), pixel_ce(l2, y)
-        sel1, sel2 = small_loss_mask(ce1, 0.8), small_loss_mask(ce2, 0.8)  # rank: global
+        sel1, sel2 = small_loss_mask(ce1, 0.8, groups=y), small_loss_mask(ce2, 0.8, groups=y)  # rank: class
         t = one_hot(y, K)
         ref = (ce1[sel2].mean() + soft_dice_loss(torch.softmax(l1, 1), t, sel2.float())
                + ce2[sel1].mean() + soft_dice_loss(torch.softmax(l2, 1), t, sel1.float()))

@@ -97,7 +97,7 @@ def test_selection_for_each_network_uses_only_its_two_peers(rank):
 def test_registered_defaults_and_params_validated():
     assert get_method_class("trinet") is TriNet
     _, p = validate_method(MethodConfig(name="trinet"))
-    assert (p.forget_rate, p.gradual_fraction, p.warmup_fraction, p.rank, p.dice) == (0.2, 0.1, 0.1, "global", None)
+    assert (p.forget_rate, p.gradual_fraction, p.warmup_fraction, p.rank, p.dice) == (0.2, 0.1, 0.1, "class", None)
     for bad, key in (({"forget_rate": 1.0}, "forget_rate"), ({"warmup_fraction": 1.0}, "warmup_fraction"),
                      ({"rank": "image"}, "rank"), ({"inference": "net4"}, "inference"), ({"q": 1}, "unknown option")):
         with pytest.raises(ConfigError, match=key):
@@ -142,7 +142,7 @@ def test_warmup_ignores_agreement():
     with torch.no_grad():
         _, ces, _ = forward_all(m, x, y)
     for i, (j, k) in enumerate(PEERS):
-        ref = small_loss_mask(0.5 * (ces[j] + ces[k]), 0.8)
+        ref = small_loss_mask(0.5 * (ces[j] + ces[k]), 0.8, groups=y)  # rank: class
         assert out.logs[f"kept/net{i + 1}"] == pytest.approx(ref.float().mean().item())
         assert out.logs[f"loss/net{i + 1}"] == pytest.approx(weighted_mean(ces[i], ref.float()).item(), rel=1e-5)
     after = m.training_step(batch, StepInfo(step=50, max_steps=100))
