@@ -92,10 +92,13 @@ def test_rerun_skips_finished_runs_and_redoes_an_interrupted_one(tiny_bench):
     assert again["resumed"] is True and again["rows"] == before["rows"]
 
 
-def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench):
+def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench, tmp_path, mni_small):
     cfg, out, _ = tiny_bench
     with pytest.raises(ConfigError, match="different benchmark"):
         run_benchmark(cfg, out, overrides={"optim": {"lr": 0.5}}, progress=False)
+    changed = write_config(tmp_path / "p.yaml", mni_small, method_params={"clcs": {"tau": 0.5}})
+    with pytest.raises(ConfigError, match="method parameters"):
+        run_benchmark(changed, out, progress=False)
 
 
 def test_config_errors_are_one_clear_line(tmp_path, mni_small):

@@ -212,19 +212,24 @@ def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, ou
 
     run_dir = key.folder(out)
     done = run_dir / "result.json"
+    method = "supervised" if key.method == CLEAN_CEILING else key.method
+    params = spec.method_params.get(method, {})
     if done.is_file():
-        return json.loads(done.read_text())
+        record = json.loads(done.read_text())
+        if "method_params" in record and record["method_params"] != params:  # (older records lack it)
+            raise ConfigError(f"{run_dir}: trained with method parameters {record.get('method_params')}, the config "
+                              f"now says {params}; remove that run folder to retrain it, or choose another --out")
+        return record
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # an interrupted start: nothing worth keeping
-    method = "supervised" if key.method == CLEAN_CEILING else key.method
     t0 = time.perf_counter()
     api.train(data=data_dir, out=run_dir, overrides=_run_config(cfg, spec, method, key.seed, max_steps),
               clean_cases=trusted_file, resume=resume, progress=progress)
     train_s = time.perf_counter() - t0
     rows = evaluate_run(run_dir, test_cases, ds, spec.convention)
-    record = {"level": key.level, "method": key.method, "seed": key.seed, "train_seconds": train_s,
-              "resumed": resume, "rows": rows}
+    record = {"level": key.level, "method": key.method, "seed": key.seed, "method_params": params,
+              "train_seconds": train_s, "resumed": resume, "rows": rows}
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     return record
@@ -255,7 +260,8 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
         b = dict(d.get("benchmark", {}))
         for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params"):
             b.pop(k, None)
-        return {**d, "benchmark": b}
+        train = {k: v for k, v in d.get("train", {}).items() if k != "device"}  # where it runs changes nothing
+        return {**d, "benchmark": b, "train": train}
 
     if core(old) != core(resolved):
         raise ConfigError(f"{out}: holds a different benchmark (data, noise, split or training config changed); "
