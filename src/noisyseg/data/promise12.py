@@ -15,7 +15,7 @@ test case may share its id with a training case (never with another of its own s
 Images become one channel (T2), z-scored per case over the non-zero voxels like the other
 MRI readers; masks become class indices 0/1 (any other value is an error). Spacing and
 affine come from the MetaImage header (anisotropic, e.g. 0.625 x 0.625 x 3.6 mm; the
-affine in RAS, see :func:`noisyseg.io.metaimage_affine`).
+affine in RAS, see :func:`noisyseg.metaimage.metaimage_affine`).
 """
 
 from __future__ import annotations
