@@ -134,6 +134,8 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o644)  # mkstemp makes it private; outputs are ordinary files
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
