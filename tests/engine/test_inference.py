@@ -29,7 +29,7 @@ def test_fixed_stride_visits_the_papers_window_grid(shape, patch, stride):
 
     def probe(x: torch.Tensor) -> torch.Tensor:
         for b in range(x.shape[0]):
-            seen.append(tuple(int(v) for v in x[b, :, *([0] * len(shape))]))
+            seen.append(tuple(int(v) for v in x[(b, slice(None)) + (0,) * len(shape)]))
         return torch.softmax(torch.zeros(x.shape[0], 2, *x.shape[2:]), 1)
 
     predict_case(probe, image, patch_size=patch, mode="constant", stride=stride)
@@ -41,7 +41,7 @@ def test_fixed_stride_visits_the_papers_window_grid(shape, patch, stride):
 def test_constant_mode_averages_window_probabilities():
     """A predictor whose output depends on the window position: every voxel's result is the
     mean over the windows covering it (checked against a brute-force loop in 1D-like 2D)."""
-    shape, patch, stride = (1, 23), (1, 8), (1, 5)
+    patch, stride = (1, 8), (1, 5)
     image = np.arange(23, dtype=np.float32).reshape(1, 1, 23)
 
     def pred(x: torch.Tensor) -> torch.Tensor:
