@@ -234,3 +234,20 @@ def test_other_shipped_configs_validate(name, mni_small):
         assert cfg.net.arch == "vnet" and cfg.train.sw_stride == [18, 18, 4] and cfg.train.max_steps == 6000
     elif name != "demo":
         assert spec.noise.protocol == "l2b" and spec.noise.levels == [0.2, 0.4, 0.6]
+
+
+def test_several_levels_get_a_dice_against_level_figure(tmp_path):
+    from noisyseg.benchmark.summary import write_figures
+    from noisyseg.data.case import Dataset
+
+    classes = ["background", "fg"]
+    recs = [_record(lv, m, 0, {"c": {"fg": d}}) for lv, m, d in
+            (("0.2", "supervised", 0.8), ("0.4", "supervised", 0.6), ("0.2", "clcs", 0.85), ("0.4", "clcs", 0.8))]
+    stats = aggregate(recs, ["mean"], classes)
+    ds = Dataset(root=tmp_path, layout="decathlon", spatial_dims=2, class_names=classes, label_values=[0, 1],
+                 modalities=["MRI"], train=[])
+    spec = BenchmarkSpec(methods=["supervised", "clcs"], clean_ceiling=False)
+    written = write_figures(tmp_path, spec, stats, ds, {}, [])
+    names = sorted(p.name for p in written)
+    assert names == ["dice_0.2.png", "dice_0.4.png", "dice_vs_level.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
