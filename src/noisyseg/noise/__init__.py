@@ -10,7 +10,13 @@ from .geometric import affine, ellipse, polygon
 from .l2b import KERNELS, calibrate_l2b, kernel_probs_from_shift, l2b, l2b_dataset
 from .markov import markov
 from .morph import choose_clean_cases, morph
-from .registry import LEVEL_PARAMS, PROTOCOLS, apply_protocol, get_protocol, validate_level
+from .registry import (
+    LEVEL_PARAMS,
+    PROTOCOLS,
+    apply_protocol,
+    get_protocol,
+    validate_level,
+)
 from .report import noise_stats
 
 __all__ = [

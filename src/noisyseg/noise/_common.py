@@ -14,7 +14,6 @@ Conventions used by every generator in :mod:`noisyseg.noise`:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,12 @@ def check_label(label: Any, name: str = "label") -> np.ndarray:
     if label.size and label.min() < 0:
         raise DataError(f"{name} has negative class indices (min {int(label.min())})")
     return label
+
+
+def check_inputs(label: Any, rng: Any, spacing) -> tuple[np.ndarray, np.random.Generator, tuple | None]:
+    """The checks every generator starts with: (label as integers, rng, spacing as floats)."""
+    label = check_label(label)
+    return label, check_rng(rng), check_spacing(spacing, label.ndim)
 
 
 def check_rng(rng: Any) -> np.random.Generator:
@@ -85,13 +90,25 @@ def bbox_slices(mask: np.ndarray, margin: int | tuple[int, ...] = 0) -> tuple[sl
     return tuple(out)
 
 
-def iter_slices(ndim: int, shape: tuple[int, ...]) -> Iterator[tuple]:
-    """Indexers of the 2D slices: the whole array in 2D, each z along the last axis in 3D."""
+def as_volume(label: np.ndarray) -> np.ndarray:
+    """A 3D view of a label map: itself in 3D, (H, W, 1) in 2D, so that slices along the last
+    axis cover both cases (writes through the view reach the original)."""
+    return label if label.ndim == 3 else label[..., None]
+
+
+def rotation_matrix(angles_deg: np.ndarray, ndim: int) -> np.ndarray:
+    """2D: rotation by angles_deg[0]; 3D: rotations in the three axis planes, composed."""
     if ndim == 2:
-        yield (slice(None), slice(None))
-    else:
-        for z in range(shape[-1]):
-            yield (slice(None), slice(None), z)
+        t = np.deg2rad(angles_deg[0])
+        return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    r = np.eye(3)
+    for ax, a in enumerate(np.deg2rad(angles_deg)):
+        c, s = np.cos(a), np.sin(a)
+        i, j = [p for p in range(3) if p != ax]
+        m = np.eye(3)
+        m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+        r = m @ r
+    return r
 
 
 def full_structure(ndim: int) -> np.ndarray:
@@ -137,23 +154,6 @@ def inscribed_ellipse(mask: np.ndarray) -> np.ndarray:
     xx = (np.arange(c0, c1) - cx)[None, :] / b
     out[r0:r1, c0:c1] = yy**2 + xx**2 <= 1.0
     return out
-
-
-def jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays (nested in dicts/lists/tuples) to JSON types."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
 
 
 def base_info(protocol: str, spacing, **params) -> dict:

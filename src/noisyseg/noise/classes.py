@@ -12,10 +12,8 @@ from scipy import ndimage
 from ._common import (
     BACKGROUND,
     base_info,
-    check_label,
+    check_inputs,
     check_range,
-    check_rng,
-    check_spacing,
     fg_classes,
     finish,
     full_structure,
@@ -37,9 +35,7 @@ def classswap(
     With fewer than two foreground classes nothing can be swapped (info["n_swapped"] 0).
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     fraction = check_range("classswap fraction", fraction, 0.0, 1.0)
     classes = fg_classes(label)
     out = label.copy()
@@ -87,9 +83,7 @@ def flip(
     single class cannot flip.
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     rate = check_range("flip rate", rate, 0.0, 1.0, hi_open=True)
     present, inv = np.unique(label, return_inverse=True)
     inv = inv.reshape(label.shape)

@@ -22,30 +22,16 @@ from scipy import ndimage
 from ..errors import ConfigError
 from ._common import (
     BACKGROUND,
+    as_volume,
     base_info,
-    check_label,
+    check_inputs,
     check_range,
-    check_rng,
-    check_spacing,
     components_by_area,
     finish,
     full_structure,
     inscribed_ellipse,
+    rotation_matrix,
 )
-
-
-def _rotation_matrix(angles_deg: np.ndarray, ndim: int) -> np.ndarray:
-    if ndim == 2:
-        t = np.deg2rad(angles_deg[0])
-        return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    r = np.eye(3)
-    for ax, a in enumerate(np.deg2rad(angles_deg)):
-        c, s = np.cos(a), np.sin(a)
-        i, j = [p for p in range(3) if p != ax]
-        m = np.eye(3)
-        m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
-        r = m @ r
-    return r
 
 
 def affine(
@@ -72,9 +58,7 @@ def affine(
         (noisy label, info) with one record per structure in info["structures"].
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     max_angle = check_range("affine max_angle", max_angle, 0.0, 180.0)
     max_shift = check_range("affine max_shift", max_shift, 0.0, 1e6)
     max_scale = check_range("affine max_scale", max_scale, 0.0, 1.0, hi_open=True)
@@ -103,7 +87,7 @@ def affine(
             hi = np.minimum(np.ceil(c + reach).astype(int) + 1, label.shape)
             box = tuple(slice(a, b) for a, b in zip(lo, hi))
             vals = np.where(comp[box] == i, label[box], 0)
-            a = scale * _rotation_matrix(angles, nd)
+            a = scale * rotation_matrix(angles, nd)
             ainv = np.linalg.inv(a)
             cc = c - lo
             # output o samples input i = cc + A^-1 (o - cc - shift)
@@ -183,8 +167,7 @@ def _star_polygon(mask: np.ndarray, rng, n_vertices: int, jitter: float) -> np.n
 def _per_slice_shapes(label, make_shape) -> tuple[np.ndarray, int]:
     out = label.copy()
     has_bg = bool((label == BACKGROUND).any())
-    vol_in = label if label.ndim == 3 else label[..., None]
-    vol_out = out if label.ndim == 3 else out[..., None]
+    vol_in, vol_out = as_volume(label), as_volume(out)
     n = 0
     for z in range(vol_in.shape[-1]):
         s_in = vol_in[..., z]
@@ -216,9 +199,7 @@ def polygon(
         jitter: each vertex radius is scaled by U(1 - jitter, 1 + jitter).
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     vlo, vhi = (int(v) for v in vertices)
     if not 4 <= vlo <= vhi:
         # >= 4 keeps every angular gap below 180 degrees, so the polygon stays star-shaped
@@ -247,9 +228,7 @@ def ellipse(
             One draw per structure is always taken from ``rng``.
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     probability = check_range("ellipse probability", probability, 0.0, 1.0)
     replaced = [0]
 

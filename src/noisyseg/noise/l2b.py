@@ -37,13 +37,15 @@ from scipy import ndimage
 from ..errors import ConfigError
 from ._common import (
     BACKGROUND,
+    as_volume,
     base_info,
+    check_inputs,
     check_label,
     check_range,
     check_rng,
-    check_spacing,
     finish,
     inscribed_ellipse,
+    rotation_matrix,
 )
 
 KERNELS = (7, 14, 21, 28, 35)
@@ -78,8 +80,7 @@ def _rotate_mask(mask: np.ndarray, angle_deg: float, reach: int) -> tuple[np.nda
     lo = np.maximum(np.floor(c - rad).astype(int), 0)
     hi = np.minimum(np.ceil(c + rad).astype(int) + 1, mask.shape)
     crop = mask[lo[0] : hi[0], lo[1] : hi[1]]
-    t = np.deg2rad(angle_deg)
-    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    rot = rotation_matrix(np.array([angle_deg]), 2)
     cc = c - lo
     # output o samples input i = cc + R^T (o - cc)
     m = rot.T
@@ -134,9 +135,7 @@ def l2b(
         rotation angle, op, kernel and whether the ellipse was used.
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     level = check_range("l2b level", level, 0.0, 1.0, lo_open=True, hi_open=True)
     if kernel_probs is not None:
         p = np.asarray(kernel_probs, dtype=float)
@@ -156,8 +155,7 @@ def l2b(
     out = label.copy()
     has_bg = bool((label == BACKGROUND).any())
     records = []
-    vol = out if label.ndim == 3 else out[..., None]
-    src_vol = label if label.ndim == 3 else label[..., None]
+    vol, src_vol = as_volume(out), as_volume(label)
     for z in range(src_vol.shape[-1]):
         sl2 = src_vol[..., z]
         vals, counts = np.unique(sl2, return_counts=True)

@@ -33,10 +33,8 @@ from ._common import (
     BACKGROUND,
     base_info,
     bbox_slices,
-    check_label,
+    check_inputs,
     check_range,
-    check_rng,
-    check_spacing,
     finish,
 )
 
@@ -78,9 +76,7 @@ def markov(
         (noisy label, info) with the per-step preferences in info["thetas"].
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     iterations = int(check_range("markov iterations", iterations, 0, 10_000))
     preference = check_range("markov preference", preference, 0.0, 1.0)
     variance = check_range("markov variance", variance, 0.0, 1.0)

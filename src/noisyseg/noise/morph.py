@@ -32,9 +32,8 @@ from ._common import (
     BACKGROUND,
     base_info,
     bbox_slices,
-    check_label,
+    check_inputs,
     check_rng,
-    check_spacing,
     finish,
 )
 
@@ -75,9 +74,7 @@ def morph(
         (noisy label, info) with info {"protocol", "op", "size", "element", ...}.
     """
     src = label
-    label = check_label(label)
-    rng = check_rng(rng)
-    spacing = check_spacing(spacing, label.ndim)
+    label, rng, spacing = check_inputs(label, rng, spacing)
     lo, hi = (int(v) for v in size_range)
     if lo < 1 or hi < lo:
         raise ConfigError(f"morph size_range must be 1 <= min <= max, got {size_range!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
+from ..metrics.overlap import confusion_matrix
 from ._common import BACKGROUND, check_label
 
 
@@ -28,12 +29,7 @@ def noise_stats(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> dict:
     top = int(max(clean.max(initial=0), noisy.max(initial=0)))
     if top >= num_classes:
         raise DataError(f"label value {top} is out of range for num_classes={num_classes}")
-    c = clean.reshape(-1).astype(np.int64)
-    n = noisy.reshape(-1).astype(np.int64)
-    # confusion matrix: rows clean, columns noisy
-    cm = np.bincount(c * num_classes + n, minlength=num_classes**2).reshape(
-        num_classes, num_classes
-    ).astype(np.float64)
+    cm = confusion_matrix(noisy, clean, num_classes).astype(np.float64)  # rows clean, columns noisy
     tp = np.diag(cm)
     n_clean = cm.sum(axis=1)
     n_noisy = cm.sum(axis=0)
@@ -53,7 +49,7 @@ def noise_stats(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> dict:
     dice = float(np.mean(dices)) if dices else 1.0
     stats["dice"] = dice
     stats["noise_level"] = 1.0 - dice
-    total = c.size
+    total = clean.size
     stats["changed_fraction"] = float((total - tp.sum()) / total) if total else 0.0
     for k in range(num_classes):
         stats[f"changed_frac_{k}"] = (
