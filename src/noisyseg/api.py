@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, load_config
 from .errors import ConfigError, DataError
-from .io import atomic_dir, case_id, list_case_files, write_label
+from .io import atomic_dir, case_id, label_file_name, list_case_files, write_label
 
 
 def open_data(data: Path | str, clean_cases: Path | str | None = None):
@@ -143,13 +143,12 @@ def predict(*, run: Path | str, images: Path | str, out: Path | str, checkpoint:
     ds = dataset_folder(images)
     loaded = []
     if ds is not None:
-        if ds.in_channels != len(info["modalities"]) or ds.num_classes != len(info["class_names"]):
-            raise DataError(f"{images}: {ds.in_channels} channel(s) and {ds.num_classes} classes, but the run "
-                            f"was trained on {len(info['modalities'])} and {len(info['class_names'])}")
+        from .data.case import check_compatible
+
+        check_compatible(f"run {run}", info["class_names"], len(info["modalities"]), None, ds)
         for ref in split_cases(ds, split):
             c = ref.load()
-            png = c.image_path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-            loaded.append((f"{c.id}.png" if png else f"{c.id}.nii.gz", c.image, c.spacing, c.affine))
+            loaded.append((label_file_name(c.id, c.image_path), c.image, c.spacing, c.affine))
     else:
         files = list_case_files(Path(images))
         if not files:
@@ -189,8 +188,7 @@ def evaluate(*, pred: Path | str, truth: Path | str, out: Path | str, convention
             c = ref.load()
             if c.label is None:
                 raise DataError(f"{c.image_path}: case '{c.id}' has no label to evaluate against")
-            png = c.image_path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-            write_label(Path(tmp) / (f"{c.id}.png" if png else f"{c.id}.nii.gz"),
+            write_label(Path(tmp) / label_file_name(c.id, c.image_path),
                         to_label_values(c.label, ds.label_values), affine=c.affine, spacing=c.spacing)
         return evaluate_folders(pred, tmp, out, convention=convention, include_background=include_background,
                                 label_values=ds.label_values, regions=ds.regions)

@@ -55,6 +55,12 @@ def case_id(path: Path | str) -> str:
     return Path(name).stem
 
 
+def label_file_name(case_id: str, image_path: Path | str) -> str:
+    """Name of a label map written for a case: <id>.png when its image is a 2D image file
+    (PNG, JPEG, ...), <id>.nii.gz otherwise (NIfTI, MetaImage, h5 volumes)."""
+    return f"{case_id}.png" if str(image_path).lower().endswith(IMAGE2D_SUFFIXES) else f"{case_id}.nii.gz"
+
+
 def file_kind(path: Path | str) -> str:
     """'nifti', 'metaimage', 'image2d' or 'h5' from the file name; DataError for anything else."""
     name = str(path).lower()

@@ -31,12 +31,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError, unknown_name
-from ..io import atomic_dir
+from ..io import atomic_dir, label_file_name
 from .metrics import auroc, average_precision, spearman
 from .scores import (
-    CASE_SCORES,
     SUSPECT_LEVEL,
     VOXEL_METHODS,
+    check_case_score,
     class_thresholds,
     label_quality,
 )
@@ -128,12 +128,6 @@ def _write_map(path: Path, scores: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
-def _map_name(case) -> str:
-    name = str(case.image_path).lower()
-    return f"{case.id}.png" if name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")) \
-        else f"{case.id}.nii.gz"
-
-
 def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "auto",
           case_score: str = "suspected_fraction", top_percent: float = 1.0, checkpoint: str = "best",
           device: str = "auto", n_figures: int = 4, progress: bool = True) -> dict:
@@ -144,10 +138,7 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
 
     if method not in AUDIT_METHODS:
         raise unknown_name("audit method", method, AUDIT_METHODS)
-    if case_score not in CASE_SCORES:
-        raise unknown_name("case score", case_score, CASE_SCORES)
-    if not 0 < top_percent <= 100:
-        raise ConfigError(f"top_percent must be in (0, 100], got {top_percent}")
+    check_case_score(case_score, top_percent)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: output folder exists and is not empty")
@@ -211,7 +202,7 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
 
     with atomic_dir(out) as tmp:
         for c, v in zip(cases, voxel):
-            _write_map(tmp / "maps" / _map_name(c), v, c.affine)
+            _write_map(tmp / "maps" / label_file_name(c.id, c.image_path), v, c.affine)
         with (tmp / "cases.csv").open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=["rank"] + list(rows[0].keys()))
             w.writeheader()

@@ -112,6 +112,14 @@ def voxel_scores(label: np.ndarray, probs: np.ndarray, method: str,
     return np.clip(s, 0.0, 1.0).astype(np.float32)
 
 
+def check_case_score(how: str, top_percent: float) -> None:
+    """ConfigError (with a suggestion) for an unknown case score or a top_percent outside (0, 100]."""
+    if how not in CASE_SCORES:
+        raise unknown_name("case score", how, CASE_SCORES)
+    if not 0 < top_percent <= 100:
+        raise ConfigError(f"top_percent must be in (0, 100], got {top_percent}")
+
+
 def case_score(scores: np.ndarray, how: str = "suspected_fraction", top_percent: float = 1.0) -> float:
     """One error score per case from its voxel scores (see the module doc)."""
     flat = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -145,10 +153,7 @@ def label_quality(labels, probs, *, method: str = "self_confidence", case_score_
     """
     if method not in VOXEL_METHODS:
         raise unknown_name("label-quality method", method, VOXEL_METHODS)
-    if case_score_method not in CASE_SCORES:
-        raise unknown_name("case score", case_score_method, CASE_SCORES)
-    if not 0 < top_percent <= 100:
-        raise ConfigError(f"top_percent must be in (0, 100], got {top_percent}")
+    check_case_score(case_score_method, top_percent)
     labs, ps, single = _as_lists(labels, probs)
     thr = None
     if method == "threshold":

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data.case import Case, Dataset
 from ..errors import ConfigError, DataError
-from ..io import atomic_dir, atomic_path, write_label
+from ..io import atomic_dir, atomic_path, label_file_name, write_label
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
 
 DEMO_DATA = {"mni": {"n_train": 16, "n_test": 6}, "phantom3d": {"n_train": 10, "n_test": 4}}
@@ -178,10 +178,6 @@ def _run_config(cfg: RunConfig, spec: BenchmarkSpec, method: str, seed: int, max
     return raw
 
 
-def _prediction_name(case: Case) -> str:
-    return f"{case.id}.png" if case.image_path.suffix.lower() in (".png", ".jpg", ".jpeg") else f"{case.id}.nii.gz"
-
-
 def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention: str) -> list[dict]:
     """Predict every test case with a trained run, write the predictions to
     `run_dir/pred_test/`, and return one row per case and class/region."""
@@ -194,7 +190,7 @@ def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention:
     with atomic_dir(run_dir / "pred_test", overwrite=True) as tmp:
         for case in test_cases:
             pred = api.predict_image(method, case.image, info, rcfg, case.spacing).argmax(0)
-            write_label(tmp / _prediction_name(case), api.to_label_values(pred, info["label_values"]),
+            write_label(tmp / label_file_name(case.id, case.image_path), api.to_label_values(pred, info["label_values"]),
                         affine=case.affine, spacing=case.spacing)
             m = case_metrics(pred, case.label, num_classes=ds.num_classes, spacing=case.spacing,
                              convention=convention, regions=ds.regions)

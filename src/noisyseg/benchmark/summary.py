@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.case import Case, Dataset
 from ..engine.checkpoint import package_versions
-from ..io import atomic_path, read_file
+from ..io import atomic_path, label_file_name, read_file
 from ..report.tables import _cell, markdown_table
 from .spec import CLEAN_CEILING, BenchmarkSpec
 
@@ -131,7 +131,7 @@ def write_figures(out: Path, spec: BenchmarkSpec, stats: dict, ds: Dataset, nois
     of clean vs noisy training labels."""
     from ..data import open_dataset
     from ..report.figures import _plt, plot_metric_bars, plot_overlays, save_figure
-    from .runner import RunKey, _prediction_name
+    from .runner import RunKey
 
     figs = out / "figures"
     written = []
@@ -168,7 +168,7 @@ def write_figures(out: Path, spec: BenchmarkSpec, stats: dict, ds: Dataset, nois
                 keys = ([RunKey("clean", CLEAN_CEILING, spec.seeds[0])] if ceiling else []) + \
                     [RunKey(level, m, spec.seeds[0]) for m in spec.methods]
                 for key in keys:
-                    p = key.folder(out) / "pred_test" / _prediction_name(case)
+                    p = key.folder(out) / "pred_test" / label_file_name(case.id, case.image_path)
                     if p.is_file():
                         maps[_title(key.method).replace(" (", "\n(")] = _load_pred(p, ds.label_values)
                 rows.append((case.id, case.image, maps))

@@ -199,3 +199,15 @@ def resolve_trusted_ids(ids: Sequence[str], train_ids: Sequence[str], source: Pa
         if cid not in out:
             out.append(cid)
     return out
+
+
+def check_compatible(what: str, class_names: Sequence, n_channels: int, data_dims: int | None, ds: Dataset) -> None:
+    """DataError (one line) when a model or dataset described by `what` does not fit `ds`:
+    another number of classes or image channels, or (when `data_dims` is given) of dimensions."""
+    if len(class_names) != ds.num_classes:
+        raise DataError(f"{what}: {len(class_names)} classes ({', '.join(map(str, class_names))}) but target "
+                        f"dataset {ds.root} has {ds.num_classes} ({', '.join(map(str, ds.class_names))})")
+    if n_channels != ds.in_channels:
+        raise DataError(f"{what}: {n_channels} image channel(s) but target dataset {ds.root} has {ds.in_channels}")
+    if data_dims is not None and data_dims != ds.spatial_dims:
+        raise DataError(f"{what}: {data_dims}D images but target dataset {ds.root} is {ds.spatial_dims}D")

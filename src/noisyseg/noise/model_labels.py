@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.case import Case
-from ..errors import ConfigError, DataError
+from ..data.case import Case, check_compatible
+from ..errors import ConfigError
 
 MODEL_PROTOCOLS = ("pseudo", "sfda")
 ADAPT_DEFAULTS = {"steps": 50, "lr": 1e-3, "batch_size": None, "patch_size": None}
@@ -96,16 +96,6 @@ def adapt_entropy(method, cases: Sequence[Case], *, steps: int, lr: float, patch
             q.requires_grad_(flag)
 
 
-def _check_compatible(what: str, class_names: list, n_channels: int, data_dims: int, ds) -> None:
-    if len(class_names) != ds.num_classes:
-        raise DataError(f"{what}: {len(class_names)} classes ({', '.join(map(str, class_names))}) but target "
-                        f"dataset {ds.root} has {ds.num_classes} ({', '.join(map(str, ds.class_names))})")
-    if n_channels != ds.in_channels:
-        raise DataError(f"{what}: {n_channels} image channel(s) but target dataset {ds.root} has {ds.in_channels}")
-    if data_dims != ds.spatial_dims:
-        raise DataError(f"{what}: {data_dims}D images but target dataset {ds.root} is {ds.spatial_dims}D")
-
-
 def check_model_protocol_args(protocol: str, source, source_run, params: dict) -> dict:
     """Validate the arguments of a model protocol (before any data is read); returns the
     adaptation parameters (sfda) with defaults filled in."""
@@ -141,7 +131,7 @@ def model_noisy_labels(protocol: str, ds, cases: list[Case], corrupt: set[str], 
     try:
         if source is not None:
             src_ds = api.open_data(source)
-            _check_compatible(f"source dataset {src_ds.root}", src_ds.class_names, src_ds.in_channels,
+            check_compatible(f"source dataset {src_ds.root}", src_ds.class_names, src_ds.in_channels,
                               src_ds.spatial_dims, ds)
             tmp_run = Path(tempfile.mkdtemp(prefix=".sfda_source_run.", dir=scratch_dir))
             api.train(data=source, out=tmp_run, method="supervised", seed=seed, overrides=source_overrides,
@@ -150,7 +140,7 @@ def model_noisy_labels(protocol: str, ds, cases: list[Case], corrupt: set[str], 
         else:
             run_path = Path(source_run)
         method, info, cfg = api.load_run(run_path)
-        _check_compatible(f"source run {run_path}", info["class_names"], len(info["modalities"]),
+        check_compatible(f"source run {run_path}", info["class_names"], len(info["modalities"]),
                           info["data_dims"], ds)
         base = {"protocol": protocol}
         base.update({"source": str(source), "source_overrides": source_overrides or {}} if source is not None
