@@ -93,7 +93,7 @@ from pydantic import Field, model_validator
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput
 from .losses import ce_dice_loss
-from .meta_weights import frozen_norm_stats
+from .meta_weights import flip_averaged_probs
 from .registry import register
 
 PLATEAU_FRACTION = 0.1  # the fit starts where the curve first reaches 10 % of its range
@@ -311,13 +311,7 @@ class ADELE(Method):
     def confidence_probs(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities used for correction: the training forward's, or flip-averaged."""
         probs = torch.softmax(logits.detach().float(), 1)
-        if not self.params.tta_flip:
-            return probs
-        dims = list(range(2, x.ndim))
-        with frozen_norm_stats(self.net):
-            for d in dims:
-                probs += torch.softmax(self.net(x.flip(d)).float(), 1).flip(d)
-        return probs / (1 + len(dims))
+        return flip_averaged_probs(self.net, x, probs) if self.params.tta_flip else probs
 
     @torch.no_grad()
     def record_and_detect(self, step: int) -> None:

@@ -9,7 +9,7 @@ distributed gradient averaging).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -94,3 +94,43 @@ def host_logs(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     if not terms:
         return {}
     return dict(zip(terms, torch.stack([t.float() for t in terms.values()]).cpu().tolist()))
+
+
+def mean_softmax(nets: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Mean of the networks' softmax (N, K, *S) float32: the inference of multi-network methods."""
+    return sum(torch.softmax(net(x).float(), 1) for net in nets) / len(nets)
+
+
+def selection_log_values(selections: Sequence[torch.Tensor], label: torch.Tensor,
+                         clean_label: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+    """Quality of clean-pixel selections against the clean labels, pooled over the selections.
+
+    Args:
+        selections: (N, *S) bool masks (one per network's training set).
+        label: (N, *S) given labels.
+        clean_label: (N, *S) true labels.
+
+    Returns:
+        names ``selection/precision`` (share of selected pixels whose label is correct),
+        ``selection/recall`` (share of correctly labelled pixels that were selected),
+        ``selection/base_rate`` (share of correct labels) and a (3,) float32 tensor of their
+        values (0/0 gives NaN: undefined).
+    """
+    correct = (label == clean_label).float()
+    sel = torch.stack([s.float() for s in selections])
+    both = (sel * correct).sum()
+    values = torch.stack([both / sel.sum(), both / (correct.sum() * len(selections)), correct.mean()])
+    return ["selection/precision", "selection/recall", "selection/base_rate"], values
+
+
+def class_counts(label: torch.Tensor, num_classes: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(K,) number (or summed `weight`) of the pixels of each class, without a host sync
+    (`torch.bincount` and boolean-mask indexing synchronise with the device on CUDA).
+
+    Args:
+        label: (*S) long class indices in [0, num_classes).
+        weight: optional (*S) per-pixel weight; int64 counts when None.
+    """
+    flat = label.reshape(-1)
+    w = torch.ones_like(flat) if weight is None else weight.reshape(-1)
+    return torch.zeros(num_classes, dtype=w.dtype, device=flat.device).index_add_(0, flat, w)

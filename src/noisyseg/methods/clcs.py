@@ -83,7 +83,14 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput
+from .base import (
+    Method,
+    StepInfo,
+    StepOutput,
+    class_counts,
+    mean_softmax,
+    selection_log_values,
+)
 from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean
 from .registry import register
 
@@ -201,8 +208,7 @@ def confident_shares(mean_probs: torch.Tensor, tau: float) -> torch.Tensor:
     """
     p = mean_probs.detach().float()
     conf, pred = p.max(1)
-    counts = torch.bincount(pred[conf > tau], minlength=p.shape[1]).float()
-    return counts / conf.numel()
+    return class_counts(pred, p.shape[1], (conf > tau).float()) / conf.numel()
 
 
 # --------------------------------------------------------------------------- the method
@@ -316,16 +322,14 @@ class CLCS(Method):
     def _logs(self, thr: torch.Tensor, clean: torch.Tensor, label: torch.Tensor, batch, terms: dict) -> dict:
         """Every scalar of the step in one tensor, copied to the host once."""
         k = self.num_classes
-        cleanf = clean.float()
-        per_class = torch.bincount(label.reshape(-1), minlength=k).float()
-        clean_per_class = torch.bincount(label[clean.bool()], minlength=k).float()
+        per_class = class_counts(label, k).float()
+        clean_per_class = class_counts(label, k, clean.float())
         names = [f"threshold/c{c}" for c in range(k)] + [f"clean_frac/c{c}" for c in range(k)] + list(terms)
         values = [thr.float(), clean_per_class / per_class, torch.stack([v.float() for v in terms.values()])]
         if "clean_label" in batch:
-            correct = (batch["label"] == batch["clean_label"]).float()
-            both = (correct * cleanf).sum()
-            names += ["selection/precision", "selection/recall", "selection/base_rate"]
-            values.append(torch.stack([both / cleanf.sum(), both / correct.sum(), correct.mean()]))
+            sel_names, sel_values = selection_log_values([clean], batch["label"], batch["clean_label"])
+            names += sel_names
+            values.append(sel_values)
         flat = torch.cat([v.reshape(-1) for v in values]).cpu().tolist()  # 0/0 → NaN (undefined)
         return dict(zip(names, flat))
 
@@ -334,11 +338,8 @@ class CLCS(Method):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the two branches' softmax (N, K, *S), or one branch by `params.inference`."""
         mode = self.params.inference
-        if mode == "branch1":
-            return torch.softmax(self.net1(x).float(), 1)
-        if mode == "branch2":
-            return torch.softmax(self.net2(x).float(), 1)
-        return 0.5 * (torch.softmax(self.net1(x).float(), 1) + torch.softmax(self.net2(x).float(), 1))
+        nets = {"mean": [self.net1, self.net2], "branch1": [self.net1], "branch2": [self.net2]}[mode]
+        return mean_softmax(nets, x)
 
     def write_figures(self, run_dir: Path, cases, device: torch.device) -> None:
         """`clcs_curriculum.png`: thresholds, clean shares and selection quality over training."""

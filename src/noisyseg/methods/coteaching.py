@@ -63,14 +63,13 @@ all pixels whose label is correct). Undefined ratios are NaN. One host copy per 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput
+from .base import Method, StepInfo, StepOutput, mean_softmax, selection_log_values
 from .losses import one_hot, pixel_ce, soft_dice_loss, weighted_mean
 from .registry import register
 
@@ -150,26 +149,6 @@ def small_loss_mask(loss_map: torch.Tensor, keep_ratio: float, groups: torch.Ten
         keep_sorted &= gs > 0
     keep[order] = keep_sorted
     return keep.view(loss_map.shape)
-
-
-def selection_log_values(selections: Sequence[torch.Tensor], label: torch.Tensor,
-                         clean_label: torch.Tensor) -> tuple[list[str], torch.Tensor]:
-    """Selection quality against the clean labels, pooled over several selections.
-
-    Args:
-        selections: (N, *S) bool masks (one per network's training set).
-        label: (N, *S) given labels.
-        clean_label: (N, *S) true labels.
-
-    Returns:
-        names ``selection/precision``, ``selection/recall``, ``selection/base_rate`` and a (3,)
-        float32 tensor of their values (0/0 gives NaN: undefined).
-    """
-    correct = (label == clean_label).float()
-    sel = torch.stack([s.float() for s in selections])
-    both = (sel * correct).sum()
-    values = torch.stack([both / sel.sum(), both / (correct.sum() * len(selections)), correct.mean()])
-    return ["selection/precision", "selection/recall", "selection/base_rate"], values
 
 
 # --------------------------------------------------------------------------- the method
@@ -255,8 +234,4 @@ class CoTeaching(Method):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the two networks' softmax (N, K, *S), or one network by `params.inference`."""
         mode = self.params.inference
-        if mode == "net1":
-            return torch.softmax(self.net1(x).float(), 1)
-        if mode == "net2":
-            return torch.softmax(self.net2(x).float(), 1)
-        return 0.5 * (torch.softmax(self.net1(x).float(), 1) + torch.softmax(self.net2(x).float(), 1))
+        return mean_softmax([self.net1, self.net2] if mode == "mean" else [getattr(self, mode)], x)

@@ -14,9 +14,9 @@ small trusted set (`needs_trusted`). Each step, on a training batch and a clean 
 
 This is MetaDCSeg's first stage without the Dynamic Center Distance: no feature centers, no
 γ refocusing, no stages. Steps 1-2 are the shared `meta_weights.meta_pixel_weights` (exact
-look-ahead by one meta backward and one forward-mode jvp, no `higher`); the optional Dice
-term uses MetaDCSeg's `soft_target`, and `pseudo_label: flip_average` its
-`flip_averaged_pseudo_label`.
+look-ahead by one meta backward and one forward-mode jvp, no `higher`); the loss
+(`weighted_bootstrap_loss`), the optional Dice term's `soft_target` and `pseudo_label:
+flip_average` are the pieces of meta_weights.py that MetaDCSeg uses too.
 
 Defaults: lookahead_lr 1e-3 (η only scales the raw weights; it cancels in α, β), pseudo-label
 from the plain prediction [paper], meta loss = mean pixel CE on the meta batch [paper],
@@ -58,25 +58,16 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..errors import ConfigError
-from .base import Method, StepInfo, StepOutput
-from .losses import pixel_ce, soft_dice_loss
-from .meta_weights import MetaWeights, soft_target, weights_for_step
+from .base import Method, StepInfo, StepOutput, host_logs
+from .losses import soft_dice_loss
+from .meta_weights import (
+    MetaWeights,
+    soft_target,
+    weighted_bootstrap_loss,
+    weights_for_step,
+    wrong_label_logs,
+)
 from .registry import register
-
-
-def weighted_bootstrap_loss(logits: torch.Tensor, label: torch.Tensor, pseudo_label: torch.Tensor,
-                            alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Σ_i α_i·CE(p_i, ỹ_i) + Σ_i β_i·CE(p_i, ŷ_i).
-
-    Args:
-        logits: (N, K, *S) (cast to float32 inside).
-        label, pseudo_label: (N, *S) long.
-        alpha, beta: (N, *S) non-negative weights (detached).
-
-    Returns:
-        scalar float32.
-    """
-    return (alpha * pixel_ce(logits, label) + beta * pixel_ce(logits, pseudo_label)).sum()
 
 
 class L2BParams(StrictModel):
@@ -142,15 +133,15 @@ class L2B(Method):
         a, b = mw.alpha, mw.beta
         names = ["meta/alpha_mean", "meta/beta_mean", "loss/weighted_ce", "loss/dice"]
         values = [a.sum(), b.sum(), weighted.detach(), dice.detach()]
+        terms = dict(zip(names, values))
         if "clean_label" in batch:
             clean = batch["clean_label"]
-            wrong, wrong_pseudo = label != clean, mw.pseudo_label != clean
-            a_wrong = (a * wrong).sum()
-            b_wrong = (b * wrong_pseudo).sum()
-            names += ["meta/wrong_label_rate", "meta/wrong_label_weight_share", "meta/wrong_pseudo_weight_share",
-                      "meta/wrong_target_weight"]
-            values += [wrong.float().mean(), a_wrong / a.sum(), b_wrong / b.sum(), a_wrong + b_wrong]
-        logs = dict(zip(names, torch.stack([v.float() for v in values]).cpu().tolist()))
+            terms.update(wrong_label_logs(a, label, clean))
+            a_wrong = (a * (label != clean)).sum()
+            b_wrong = (b * (mw.pseudo_label != clean)).sum()
+            terms["meta/wrong_pseudo_weight_share"] = b_wrong / b.sum()
+            terms["meta/wrong_target_weight"] = a_wrong + b_wrong
+        logs = host_logs(terms)
         logs["meta/uniform_fallback"] = float(mw.uniform)
         logs["meta_loss"] = mw.meta_loss
         return logs

@@ -220,17 +220,50 @@ def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Te
     return num / w.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1), (w > 0).float()
 
 
-def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """argmax of the softmax averaged over the identity and a flip along each spatial axis.
+def flip_averaged_probs(net: torch.nn.Module, image: torch.Tensor, probs: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+    """Softmax (N, K, *S) float32 averaged over the identity and a flip along each spatial axis.
 
-    image (N, C, *S) → (N, *S) long. No gradient; batch-norm running statistics untouched.
+    `probs`, the softmax of `net(image)` when the caller already has it, saves that forward.
+    No gradient; batch-norm running statistics untouched.
     """
     dims = list(range(2, image.ndim))
     with torch.no_grad(), frozen_norm_stats(net):
-        probs = torch.softmax(net(image).float(), 1)
+        total = torch.softmax(net(image).float(), 1) if probs is None else probs.detach().float().clone()
         for d in dims:
-            probs += torch.softmax(net(image.flip(d)).float(), 1).flip(d)
-    return probs.max(1).indices
+            total += torch.softmax(net(image.flip(d)).float(), 1).flip(d)
+    return total / (1 + len(dims))
+
+
+def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """argmax of `flip_averaged_probs`: image (N, C, *S) → (N, *S) long."""
+    return flip_averaged_probs(net, image).max(1).indices
+
+
+def weighted_bootstrap_loss(logits: torch.Tensor, label: torch.Tensor, pseudo_label: torch.Tensor,
+                            alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor | None = None
+                            ) -> torch.Tensor:
+    """Σ_i γ_i·(α_i·CE(p_i, ỹ_i) + β_i·CE(p_i, ŷ_i)): L2B's loss, MetaDCSeg's with the DCD focus γ.
+
+    Args:
+        logits: (N, K, *S) (cast to float32 inside).
+        label, pseudo_label: (N, *S) long.
+        alpha, beta: (N, *S) non-negative weights (detached).
+        gamma: optional (N, *S) per-pixel focus (1 when None).
+
+    Returns:
+        scalar float32.
+    """
+    per_pixel = alpha * pixel_ce(logits, label) + beta * pixel_ce(logits, pseudo_label)
+    return (per_pixel if gamma is None else gamma * per_pixel).sum()
+
+
+def wrong_label_logs(alpha: torch.Tensor, label: torch.Tensor, clean_label: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Where the given-label weight goes (benchmarks, with known clean labels), as tensors:
+    ``meta/wrong_label_rate`` (share of wrong given labels) and ``meta/wrong_label_weight_share``
+    (Σ_wrong α / Σα; NaN when Σα = 0)."""
+    wrong = (label != clean_label).float()
+    return {"meta/wrong_label_rate": wrong.mean(), "meta/wrong_label_weight_share": (alpha * wrong).sum() / alpha.sum()}
 
 
 def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,

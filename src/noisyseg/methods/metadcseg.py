@@ -67,9 +67,16 @@ from pydantic import Field, field_validator
 
 from ..config import StrictModel
 from ..data.case import Case
-from .base import Method, StepInfo, StepOutput
-from .losses import ce_dice_loss, one_hot, pixel_ce, soft_dice_loss
-from .meta_weights import ce_meta_loss, frozen_norm_stats, soft_target, weights_for_step
+from .base import Method, StepInfo, StepOutput, host_logs
+from .losses import ce_dice_loss, one_hot, soft_dice_loss
+from .meta_weights import (
+    ce_meta_loss,
+    frozen_norm_stats,
+    soft_target,
+    weighted_bootstrap_loss,
+    weights_for_step,
+    wrong_label_logs,
+)
 from .registry import register
 
 BACKGROUND, FOREGROUND, BOUNDARY = 0, 1, 2
@@ -277,31 +284,27 @@ class MetaDCSeg(Method):
             self._update_centers(f, region, alpha + beta)
             gamma = self.gamma(f, region) if stage == 2 else torch.ones_like(alpha)
 
-        l_real, l_pseudo = pixel_ce(logits, label), pixel_ce(logits, pseudo)
-        weighted_ce = (gamma * (alpha * l_real + beta * l_pseudo)).sum()
+        weighted_ce = weighted_bootstrap_loss(logits, label, pseudo, alpha, beta, gamma)
         target, mask = soft_target(label, pseudo, alpha, beta, self.num_classes)
         dice = soft_dice_loss(torch.softmax(logits.float(), 1), target, weight=mask)
         loss = weighted_ce + p.dice_weight * dice
 
-        logs = {
-            "meta/alpha_mean": float(alpha.sum()),  # mean of α in units of 1/M
-            "meta/beta_mean": float(beta.sum()),
-            "meta/stage": float(stage),
-            "meta/kept_fraction": float(mask.mean()),
-            "meta/uniform_fallback": float(mw.uniform),
-            "meta/boundary_fraction": float((region == BOUNDARY).float().mean()),
-            "meta_loss": mw.meta_loss,
-            "loss_weighted_ce": float(weighted_ce.detach()),
-            "loss_dice": float(dice.detach()),
-        }
-        if stage == 2:
-            logs["meta/gamma_boundary_mean"] = float(gamma[region == BOUNDARY].mean()) \
-                if bool((region == BOUNDARY).any()) else float("nan")
-        if "clean_label" in batch:  # benchmarks only: how much weight lands on wrong labels
-            wrong = batch["clean_label"] != label
-            logs["meta/wrong_label_rate"] = float(wrong.float().mean())
-            total = float(alpha.sum())
-            logs["meta/wrong_label_weight_share"] = float(alpha[wrong].sum()) / total if total > 0 else float("nan")
+        with torch.no_grad():
+            boundary = (region == BOUNDARY).float()
+            terms = {
+                "meta/alpha_mean": alpha.sum(),  # mean of α in units of 1/M
+                "meta/beta_mean": beta.sum(),
+                "meta/kept_fraction": mask.mean(),
+                "meta/boundary_fraction": boundary.mean(),
+                "loss_weighted_ce": weighted_ce.detach(),
+                "loss_dice": dice.detach(),
+            }
+            if stage == 2:  # NaN without boundary pixels (0/0)
+                terms["meta/gamma_boundary_mean"] = (gamma * boundary).sum() / boundary.sum()
+            if "clean_label" in batch:  # benchmarks only: how much weight lands on wrong labels
+                terms.update(wrong_label_logs(alpha, label, batch["clean_label"]))
+        logs = host_logs(terms)  # one device-to-host copy
+        logs.update({"meta/stage": float(stage), "meta/uniform_fallback": float(mw.uniform), "meta_loss": mw.meta_loss})
         return StepOutput(loss, logs)
 
     # -- figures ---------------------------------------------------------------------

@@ -108,7 +108,7 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput
+from .base import Method, StepInfo, StepOutput, class_counts
 from .losses import one_hot, soft_dice_loss, weighted_mean
 from .meta_weights import frozen_norm_stats
 from .registry import register
@@ -130,13 +130,6 @@ def _flatten(probs: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, to
         return probs, label.reshape(-1)
     k = probs.shape[1]
     return probs.movedim(1, -1).reshape(-1, k), label.reshape(-1)
-
-
-def class_counts(label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(K,) int64 number of pixels per class, without a host sync (unlike `torch.bincount` on CUDA)."""
-    flat = label.reshape(-1)
-    return torch.zeros(num_classes, dtype=torch.int64, device=flat.device).index_add_(
-        0, flat, torch.ones_like(flat))
 
 
 def confident_thresholds(probs: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -268,7 +261,8 @@ def _rank_within_class(group: torch.Tensor, score: torch.Tensor, num_classes: in
     return torch.empty_like(ranks_sorted).scatter_(0, order, ranks_sorted)
 
 
-def find_label_issues(probs: torch.Tensor, label: torch.Tensor, filter_by: CLFilter = "both") -> torch.Tensor:
+def find_label_issues(probs: torch.Tensor, label: torch.Tensor, filter_by: CLFilter = "both",
+                      thresholds: torch.Tensor | None = None) -> torch.Tensor:
     """Pixels whose given label confident learning flags as wrong (no host sync).
 
     The torch counterpart of ``cleanlab.filter.find_label_issues(labels, pred_probs,
@@ -281,13 +275,14 @@ def find_label_issues(probs: torch.Tensor, label: torch.Tensor, filter_by: CLFil
         label: (N, *S) or (M,) long given labels.
         filter_by: 'prune_by_class', 'prune_by_noise_rate', 'both' (pixels flagged by both) or
             'confident_learning' (pixels off the diagonal of the confident joint).
+        thresholds: (K,) class thresholds when already computed (`confident_thresholds`).
 
     Returns:
         bool, shaped like `label`.
     """
     p, y = _flatten(probs.detach(), label)
     k = p.shape[1]
-    cj, guess, confident = confident_joint(p, y)
+    cj, guess, confident = confident_joint(p, y, thresholds)
     if filter_by == "confident_learning":
         flags = confident & (guess != y)
     else:
@@ -428,8 +423,8 @@ class MTCL(Method):
         ce = -logp.gather(1, lab).squeeze(1)
         if self.cl_active(info):
             q = self.teacher_probs(x)
-            flags = find_label_issues(q, label, p.cl_filter)
-            thr = confident_thresholds(q, label).float()
+            thr = confident_thresholds(q, label)
+            flags = find_label_issues(q, label, p.cl_filter, thr)
             keep = (~flags).float()
             teacher_label = q.argmax(1)
             s = p.correction_strength

@@ -64,13 +64,8 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput
-from .coteaching import (
-    forget_rate_at,
-    selected_loss,
-    selection_log_values,
-    small_loss_mask,
-)
+from .base import Method, StepInfo, StepOutput, mean_softmax, selection_log_values
+from .coteaching import forget_rate_at, selected_loss, small_loss_mask
 from .losses import pixel_ce
 from .registry import register
 
@@ -195,6 +190,4 @@ class TriNet(Method):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the three networks' softmax (N, K, *S), or one network by `params.inference`."""
         mode = self.params.inference
-        if mode != "mean":
-            return torch.softmax(self.nets[int(mode[-1]) - 1](x).float(), 1)
-        return sum(torch.softmax(net(x).float(), 1) for net in self.nets) / 3.0
+        return mean_softmax(self.nets if mode == "mean" else [getattr(self, mode)], x)
