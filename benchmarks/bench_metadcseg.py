@@ -18,40 +18,31 @@ Variants are interleaved (one step of each per round) after warm-up; medians are
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 import statistics
 import time
 
 import torch
-from torch.func import functional_call
 
 from noisyseg.config import MethodConfig, NetConfig
 from noisyseg.methods import StepInfo, validate_method
-from noisyseg.methods.losses import pixel_ce
-from noisyseg.methods.meta_weights import MetaWeights, ce_meta_loss, frozen_norm_stats, normalise_weights
+from noisyseg.methods.meta_weights import MetaWeights, normalise_weights
 from noisyseg.methods.metadcseg import MetaDCSeg
 from noisyseg.nets import net_factory
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "methods"))
+from meta_reference import slow_reference  # noqa: E402  (the tests' slow reference)
 
 
 class DoubleBackwardMetaDCSeg(MetaDCSeg):
     """MetaDCSeg whose raw weights come from the explicit look-ahead and double backward."""
 
     def compute_weights(self, image, label, meta_image, meta_label):
-        net, lr = self.net, self.params.lookahead_lr
-        names = [k for k, p in net.named_parameters() if p.requires_grad]
-        params = [p for _, p in net.named_parameters() if p.requires_grad]
-        eps_r = torch.zeros(label.shape, device=image.device, requires_grad=True)
-        eps_p = torch.zeros(label.shape, device=image.device, requires_grad=True)
-        with frozen_norm_stats(net):
-            logits = net(image)
-            pseudo = logits.detach().argmax(1)
-            inner = (eps_r * pixel_ce(logits, label)).sum() + (eps_p * pixel_ce(logits, pseudo)).sum()
-            grads = torch.autograd.grad(inner, params, create_graph=True, allow_unused=True)
-            look = {k: p if g is None else p - lr * g for k, p, g in zip(names, params, grads)}
-            meta = ce_meta_loss(functional_call(net, look, (meta_image,), strict=False), meta_label)
-            d_r, d_p = torch.autograd.grad(meta, (eps_r, eps_p))
-        raw_r, raw_p = -d_r, -d_p
+        lr = self.params.lookahead_lr
+        raw_r, raw_p, pseudo, meta = slow_reference(self.net, image, label, None, meta_image, meta_label, lr)
         alpha, beta, uniform = normalise_weights(raw_r, raw_p)
-        return MetaWeights(alpha, beta, raw_r, raw_p, pseudo, float(meta.detach()), uniform)
+        return MetaWeights(alpha, beta, raw_r, raw_p, pseudo, float(meta), uniform)
 
 
 def build(method: str, net_cfg: NetConfig, device: torch.device):

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .benchmark.spec import CLEAN_TITLE as CLEAN_RUN
 from .errors import ConfigError
 from .io import atomic_path
 
@@ -21,7 +22,6 @@ DEMO_METHODS = ["supervised", "clcs", "metadcseg"]
 # [choice] CLCS's lineage default lambda_nbl = 1 let the RCE term pull suspected-noisy pixels
 # back to their labels on small data (see methods/clcs.py); the demo uses 0.1.
 METHOD_PARAMS = {"clcs": {"lambda_nbl": 0.1}}
-CLEAN_RUN = "supervised (clean labels)"
 
 
 @dataclass

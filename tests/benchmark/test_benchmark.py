@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from noisyseg.benchmark import run_benchmark
-from noisyseg.benchmark.spec import CLEAN_CEILING, BenchmarkSpec, load_benchmark
+from noisyseg.benchmark.spec import CLEAN_CEILING, BenchmarkSpec, level_key, load_benchmark
 from noisyseg.benchmark.summary import aggregate, level_table
 from noisyseg.errors import ConfigError
 from noisyseg.io import read_file
@@ -107,6 +107,9 @@ def test_config_errors_are_one_clear_line(tmp_path, mni_small):
         load_benchmark(bad)
     bad = write_config(tmp_path / "b.yaml", mni_small, seeeds=[0])
     with pytest.raises(ConfigError, match="benchmark.seeeds.*did you mean 'seeds'"):
+        load_benchmark(bad)
+    bad = write_config(tmp_path / "f.yaml", mni_small, noise={"protocol": "morf"})
+    with pytest.raises(ConfigError, match="did you mean 'morph'"):
         load_benchmark(bad)
     nodata = write_config(tmp_path / "c.yaml", None)
     with pytest.raises(ConfigError, match="give --data"):
@@ -227,7 +230,8 @@ def test_other_shipped_configs_validate(name, mni_small):
     """The 2D configs and the paper-scale LA ones (their _cpu twins run above with the same
     benchmark section)."""
     spec, cfg = load_benchmark(CONFIGS / f"{name}.yaml", data=str(mni_small))
-    assert spec.methods and cfg.method.name == "supervised"
+    run_levels = {level_key(lv) for lv in spec.noise.levels}
+    assert set(spec.reported) <= run_levels, "published numbers filed under a level the config does not run"
     if name.startswith("la_"):
         cpu, _ = load_benchmark(CONFIGS / f"{name}_cpu.yaml", data=str(mni_small))
         assert spec.noise.protocol == cpu.noise.protocol and spec.split == cpu.split

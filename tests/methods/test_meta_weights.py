@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from noisyseg.config import NetConfig
-from noisyseg.methods.losses import pixel_ce
 from noisyseg.methods.meta_weights import (
-    ce_meta_loss,
     frozen_norm_stats,
     meta_pixel_weights,
     normalise_weights,
 )
 from noisyseg.nets import net_factory
+
+from meta_reference import slow_reference  # tests/methods helper
 
 
 def tiny_net(seed: int = 0, dims: int = 2):
@@ -29,22 +28,6 @@ def tiny_net(seed: int = 0, dims: int = 2):
 def ce64(logits, target):
     """Per-pixel CE in the logits' own dtype (`pixel_ce` computes in float32), for float64 checks."""
     return F.cross_entropy(logits, target, reduction="none")
-
-
-def slow_reference(net, image, label, pseudo, meta_image, meta_label, lr, pixel_loss=pixel_ce):
-    """w̃ = −∂L_meta(θ'(ε))/∂ε at ε = 0 with θ'(ε) = θ − η∇θ Σ(εʳℓʳ + εᵖℓᵖ), by double backward."""
-    names = [k for k, p in net.named_parameters() if p.requires_grad]
-    params = [p for _, p in net.named_parameters() if p.requires_grad]
-    eps_r = torch.zeros(label.shape, dtype=image.dtype, requires_grad=True)
-    eps_p = torch.zeros(label.shape, dtype=image.dtype, requires_grad=True)
-    with frozen_norm_stats(net):
-        logits = net(image)
-        inner = (eps_r * pixel_loss(logits, label)).sum() + (eps_p * pixel_loss(logits, pseudo)).sum()
-        grads = torch.autograd.grad(inner, params, create_graph=True)
-        look = {k: p - lr * g for k, p, g in zip(names, params, grads)}
-        meta = ce_meta_loss(functional_call(net, look, (meta_image,), strict=False), meta_label)
-        d_r, d_p = torch.autograd.grad(meta, (eps_r, eps_p))
-    return -d_r, -d_p
 
 
 def _batch(seed, shape=(16, 16), n=2, k=3):
@@ -76,7 +59,7 @@ def test_fast_weights_match_double_backward(mode):
     for k, v in net.named_parameters():
         assert torch.equal(v, params[k]) and v.grad is None, k
 
-    ref_r, ref_p = slow_reference(net, image, label, fast.pseudo_label, meta_image, meta_label, lr, ce64)
+    ref_r, ref_p, _, _ = slow_reference(net, image, label, fast.pseudo_label, meta_image, meta_label, lr, ce64)
     scale = torch.cat([ref_r.flatten(), ref_p.flatten()]).abs().max()
     assert scale > 0
     assert (ref_r < 0).any() and (ref_r > 0).any()  # a non-trivial comparison
@@ -94,7 +77,7 @@ def test_fast_weights_3d_and_given_pseudo_label():
     meta_image, meta_label = _batch(5, shape=(8, 8, 8), n=1)
     pseudo = torch.randint(0, 3, label.shape, generator=torch.Generator().manual_seed(9))
     fast = meta_pixel_weights(net, image, label, meta_image, meta_label, lr=1.0, pseudo_label=pseudo)
-    ref_r, ref_p = slow_reference(net, image, label, pseudo, meta_image, meta_label, 1.0)
+    ref_r, ref_p, _, _ = slow_reference(net, image, label, pseudo, meta_image, meta_label, 1.0)
     scale = float(torch.cat([ref_r.flatten(), ref_p.flatten()]).abs().max())
     torch.testing.assert_close(fast.raw_real.double(), ref_r, rtol=1e-5, atol=1e-5 * scale)
     torch.testing.assert_close(fast.raw_pseudo.double(), ref_p, rtol=1e-5, atol=1e-5 * scale)

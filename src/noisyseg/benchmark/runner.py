@@ -44,10 +44,6 @@ class RunKey:
     method: str
     seed: int
 
-    @property
-    def title(self) -> str:
-        return "supervised (clean labels)" if self.method == CLEAN_CEILING else self.method
-
     def folder(self, out: Path) -> Path:
         return out / "runs" / self.level / self.method / f"seed{self.seed}"
 
@@ -63,16 +59,10 @@ class BenchmarkResult:
 # --------------------------------------------------------------------------- data
 
 
-def _resolve_data(spec: BenchmarkSpec, out: Path) -> Path:
-    """The dataset folder: the given path, or the embedded demo data written once into OUT."""
+def _demo_data(spec: BenchmarkSpec, out: Path) -> Path:
+    """The embedded demo dataset named by benchmark.data ('demo:mni'), written once into OUT."""
     from ..data.demo_data import write_mni_demo, write_phantom_demo
 
-    assert spec.data is not None
-    if not spec.data.startswith(DEMO_PREFIX):
-        path = Path(spec.data).expanduser()
-        if not path.exists():
-            raise DataError(f"{path}: dataset folder not found")
-        return path
     task = spec.data[len(DEMO_PREFIX):]
     if task not in DEMO_DATA:
         raise ConfigError(f"benchmark.data: unknown embedded dataset '{spec.data}'; choose demo:mni or demo:phantom3d")
@@ -92,17 +82,17 @@ def _pick(ids: list[str], n: int, seed: int, salt: int) -> list[str]:
     return [i for k, i in enumerate(ids) if k in chosen]
 
 
-def prepare_data(spec: BenchmarkSpec, source: Path, out: Path, progress: bool) -> tuple[Path, Dataset, list[str]]:
+def prepare_data(spec: BenchmarkSpec, ds: Dataset, out: Path, progress: bool) -> tuple[Path, Dataset, list[str]]:
     """(clean dataset folder, opened dataset, trusted ids) with the benchmark's split.
 
-    The dataset is used in place when it has labelled test cases and the split names no
-    test ids; otherwise test cases are held out and the split is written once as a
+    The dataset `ds` is used in place when it has labelled test cases and the split names
+    no test ids; otherwise test cases are held out and the split is written once as a
     Decathlon copy in OUT/data/clean.
     """
     from ..data import open_dataset
     from ..data.convert import write_as_decathlon
 
-    ds = open_dataset(source)
+    source = ds.root
     train_ids = [r.id for r in ds.train]
     sp = spec.split
     unknown = sorted(set(sp.test_ids) - set(train_ids) - {r.id for r in ds.test})
@@ -289,15 +279,15 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
     resolved = {"benchmark": spec.model_dump(mode="json"), **cfg.model_dump(mode="json"),
                 "max_steps_override": max_steps}
     _check_same_benchmark(out, resolved)
-    source = _resolve_data(spec, out) if spec.data.startswith(DEMO_PREFIX) else Path(spec.data)
     from ..data import open_dataset
 
-    open_dataset(source)  # a bad folder fails before anything is written
+    source = _demo_data(spec, out) if spec.data.startswith(DEMO_PREFIX) else Path(spec.data)
+    source_ds = open_dataset(source)  # a bad folder fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "benchmark.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
-    clean_dir, ds, trusted = prepare_data(spec, source, out, progress)
+    clean_dir, ds, trusted = prepare_data(spec, source_ds, out, progress)
     trusted_file = out / "trusted.txt"
     with atomic_path(trusted_file) as tmp:
         tmp.write_text("".join(f"{i}\n" for i in trusted))

@@ -25,6 +25,12 @@ from ..errors import ConfigError
 DEMO_PREFIX = "demo:"
 CLEAN_CEILING = "supervised_clean"
 """Result key of `supervised` trained on the clean labels (the ceiling of every table)."""
+CLEAN_TITLE = "supervised (clean labels)"
+
+
+def run_title(method: str) -> str:
+    """How a result key is shown in tables and figures."""
+    return CLEAN_TITLE if method == CLEAN_CEILING else method
 
 
 class NoiseSpec(StrictModel):
@@ -164,5 +170,11 @@ def load_benchmark(path: Path | str, *, data: str | None = None, methods: list[s
         validate_method(MethodConfig(name=unknown_params[0]), where=f"{path}: benchmark.method_params")
     for m in spec.methods:
         validate_method(MethodConfig(name=m, params=spec.method_params.get(m, {})), where=f"{path}: method '{m}'")
+    if spec.noise.protocol != "given":
+        from ..noise import get_protocol
+        from ..noise.model_labels import MODEL_PROTOCOLS
+
+        if spec.noise.protocol not in MODEL_PROTOCOLS:
+            get_protocol(spec.noise.protocol)  # ConfigError with a suggestion for a misspelt name
     cfg = load_config(path, overrides)
     return spec, cfg

@@ -21,15 +21,11 @@ from ..data.case import Case, Dataset
 from ..engine.checkpoint import package_versions
 from ..io import atomic_path, label_file_name, read_file
 from ..report.tables import _cell, markdown_table
-from .spec import CLEAN_CEILING, BenchmarkSpec
+from .spec import CLEAN_CEILING, BenchmarkSpec, run_title
 
 METRICS = {"dice": "Dice (%)", "iou": "IoU (%)", "hd95": "HD95 (mm)", "asd": "ASD (mm)"}
 HIGHER_IS_BETTER = {"dice": True, "iou": True, "hd95": False, "asd": False}
 CSV_COLUMNS = ["level", "method", "seed", "case", "target", "dice", "iou", "hd95", "asd"]
-
-
-def _title(method: str) -> str:
-    return "supervised (clean labels)" if method == CLEAN_CEILING else method
 
 
 def table_targets(ds: Dataset) -> list[str]:
@@ -105,7 +101,7 @@ def level_table(stats: dict, spec: BenchmarkSpec, level: str, targets: list[str]
     rows = []
     lines: list[tuple[str, dict]] = ([(CLEAN_CEILING, ceiling)] if ceiling else []) + [(m, stats[m]) for m in methods]
     for meth, st in lines:
-        row = {"method": _title(meth)}
+        row = {"method": run_title(meth)}
         for (t, m), col in zip(cols, header[1:]):
             mean, std, _ = st[t][m]
             scale = 100.0 if m in ("dice", "iou") else 1.0
@@ -141,7 +137,7 @@ def write_figures(out: Path, spec: BenchmarkSpec, stats: dict, ds: Dataset, nois
         if level == "clean":
             continue
         entries = ([(CLEAN_CEILING, ceiling)] if ceiling else []) + [(m, st[m]) for m in spec.methods if m in st]
-        written.append(plot_metric_bars([_title(m) for m, _ in entries],
+        written.append(plot_metric_bars([run_title(m) for m, _ in entries],
                                         [100 * s[t0]["dice"][0] for _, s in entries],
                                         [100 * s[t0]["dice"][1] for _, s in entries],
                                         figs / f"dice_{level}.png", f"test Dice (%), noise {level}"))
@@ -170,7 +166,7 @@ def write_figures(out: Path, spec: BenchmarkSpec, stats: dict, ds: Dataset, nois
                 for key in keys:
                     p = key.folder(out) / "pred_test" / label_file_name(case.id, case.image_path)
                     if p.is_file():
-                        maps[_title(key.method).replace(" (", "\n(")] = _load_pred(p, ds.label_values)
+                        maps[run_title(key.method).replace(" (", "\n(")] = _load_pred(p, ds.label_values)
                 rows.append((case.id, case.image, maps))
             written.append(plot_overlays(rows, figs / f"test_overlays_{level}.png", k))
         noisy = open_dataset(noisy_dirs[level])
@@ -187,7 +183,7 @@ def write_figures(out: Path, spec: BenchmarkSpec, stats: dict, ds: Dataset, nois
 def write_summary(out: Path, spec: BenchmarkSpec, records: list[dict], ds: Dataset, clean_dir: Path,
                   noisy_dirs: dict[str, Path], test_cases: list[Case], seconds: float) -> tuple[str, list[dict]]:
     """Write results.csv, summary.md, summary.json and figures; returns (Markdown tables, csv rows)."""
-    rows = [{"level": rec["level"], "method": _title(rec["method"]), "seed": rec["seed"], **r}
+    rows = [{"level": rec["level"], "method": run_title(rec["method"]), "seed": rec["seed"], **r}
             for rec in records for r in rec["rows"]]
     with atomic_path(out / "results.csv") as tmp, tmp.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)

@@ -26,11 +26,6 @@ def zoom_factors(spacing: Sequence[float], target: Sequence[float]) -> tuple[flo
     return tuple(float(s) / float(t) for s, t in zip(spacing, target))
 
 
-def resampled_shape(shape: Sequence[int], factors: Sequence[float]) -> tuple[int, ...]:
-    """The grid size after zooming, as scipy.ndimage.zoom computes it (at least 1 voxel)."""
-    return tuple(max(1, round(n * f)) for n, f in zip(shape, factors))
-
-
 def resample_image(image: np.ndarray, factors: Sequence[float]) -> np.ndarray:
     """(C, *S) float image → (C, *S') by linear interpolation per channel, float32."""
     if all(abs(f - 1.0) < 1e-6 for f in factors):
