@@ -13,13 +13,15 @@ from noisyseg.methods.losses import pixel_ce
 from noisyseg.methods.meta_weights import ce_meta_loss, frozen_norm_stats
 
 
-def slow_reference(net, image, label, pseudo, meta_image, meta_label, lr, pixel_loss=pixel_ce):
+def slow_reference(net, image, label, pseudo, meta_image, meta_label, lr, pixel_loss=pixel_ce, only=""):
     """w̃ = −∂L_meta(θ'(ε))/∂ε at ε = 0 with θ'(ε) = θ − η∇θ Σ(εʳℓʳ + εᵖℓᵖ), by double backward.
 
-    `pseudo` None takes the argmax of the same forward pass. Returns (w̃ʳ, w̃ᵖ, pseudo, L_meta).
+    `pseudo` None takes the argmax of the same forward pass. `only`: a parameter-name prefix;
+    the look-ahead moves only those parameters ('head.' for the head's look-ahead).
+    Returns (w̃ʳ, w̃ᵖ, pseudo, L_meta).
     """
-    names = [k for k, p in net.named_parameters() if p.requires_grad]
-    params = [p for _, p in net.named_parameters() if p.requires_grad]
+    names = [k for k, p in net.named_parameters() if p.requires_grad and k.startswith(only)]
+    params = [p for k, p in net.named_parameters() if p.requires_grad and k.startswith(only)]
     eps_r = torch.zeros(label.shape, dtype=image.dtype, device=image.device, requires_grad=True)
     eps_p = torch.zeros(label.shape, dtype=image.dtype, device=image.device, requires_grad=True)
     with frozen_norm_stats(net):

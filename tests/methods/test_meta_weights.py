@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from noisyseg.config import NetConfig
 from noisyseg.methods.meta_weights import (
     frozen_norm_stats,
+    head_meta_pixel_weights,
     meta_pixel_weights,
     normalise_weights,
+    weights_for_step,
 )
 from noisyseg.nets import net_factory
 
@@ -82,6 +84,67 @@ def test_fast_weights_3d_and_given_pseudo_label():
     torch.testing.assert_close(fast.raw_real.double(), ref_r, rtol=1e-5, atol=1e-5 * scale)
     torch.testing.assert_close(fast.raw_pseudo.double(), ref_p, rtol=1e-5, atol=1e-5 * scale)
     assert torch.equal(fast.pseudo_label, pseudo)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_head_scope_matches_double_backward_of_a_head_only_lookahead(mode):
+    net = getattr(tiny_net(seed=5), mode)()
+    image, label = _batch(6)
+    meta_image, meta_label = _batch(7, n=3)
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    with frozen_norm_stats(net), torch.no_grad():
+        features = net.features(image)
+    fast = head_meta_pixel_weights(net, features, label, meta_image, meta_label, lr=0.5, pixel_loss=ce64)
+    for k, v in net.named_buffers():
+        assert torch.equal(v, buffers[k]), k
+    ref_r, ref_p, _, _ = slow_reference(net, image, label, fast.pseudo_label, meta_image, meta_label, 0.5, ce64,
+                                        only="head.")
+    assert (ref_r < 0).any() and (ref_r > 0).any()
+    scale = float(torch.cat([ref_r.flatten(), ref_p.flatten()]).abs().max())
+    torch.testing.assert_close(fast.raw_real, ref_r, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(fast.raw_pseudo, ref_p, rtol=1e-5, atol=1e-5 * scale)
+    # it is a different (cheaper) look-ahead from the whole network's
+    full = meta_pixel_weights(net, image, label, meta_image, meta_label, lr=0.5, pixel_loss=ce64)
+    assert not torch.allclose(full.raw_real, fast.raw_real, rtol=1e-2)
+
+
+def test_head_scope_is_the_last_layer_kernel():
+    """w̃_i = (η/M) Σ_j (δ_i·δ_j)(f_i·f_j + 1) over the M meta pixels, by brute force."""
+    net = tiny_net(seed=8).train()
+    image, label = _batch(9, shape=(8, 8))
+    meta_image, meta_label = _batch(10, shape=(8, 8), n=1)
+    with frozen_norm_stats(net), torch.no_grad():
+        f = net.features(image)
+        fm = net.features(meta_image)
+        pseudo = net.head(f).argmax(1)
+    fast = head_meta_pixel_weights(net, f, label, meta_image, meta_label, lr=2.0, pixel_loss=ce64,
+                                   meta_loss=lambda z, y: ce64(z, y).mean())
+    assert torch.equal(fast.pseudo_label, pseudo)
+
+    def delta(feats, target):  # (P, K) softmax − onehot of every pixel
+        z = net.head(feats).detach()
+        return (torch.softmax(z, 1) - F.one_hot(target, 3).movedim(-1, 1)).movedim(1, -1).reshape(-1, 3)
+
+    f_i, f_j = f.movedim(1, -1).reshape(-1, f.shape[1]), fm.movedim(1, -1).reshape(-1, fm.shape[1])
+    kernel = f_i @ f_j.T + 1.0  # (P, M)
+    d_j = delta(fm, meta_label)
+    m = d_j.shape[0]
+    for target, raw in ((label, fast.raw_real), (pseudo, fast.raw_pseudo)):
+        expect = 2.0 / m * ((delta(f, target) @ d_j.T) * kernel).sum(1)
+        torch.testing.assert_close(raw.reshape(-1), expect, rtol=1e-9, atol=1e-12)
+
+
+def test_weights_for_step_head_scope_computes_features_itself():
+    net = tiny_net(seed=11).train()
+    image, label = _batch(12)
+    meta_image, meta_label = _batch(13)
+    with frozen_norm_stats(net), torch.no_grad():
+        features = net.features(image)
+    given = weights_for_step(net, image, label, meta_image, meta_label, lr=1.0, scope="head", features=features)
+    own = weights_for_step(net, image, label, meta_image, meta_label, lr=1.0, scope="head")
+    torch.testing.assert_close(given.alpha, own.alpha)
+    torch.testing.assert_close(given.beta, own.beta)
+    assert net.training
 
 
 def test_normalisation_sums_to_one_and_zeroes_negatives():

@@ -15,6 +15,7 @@ from scipy import ndimage
 from noisyseg.config import MethodConfig, NetConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, get_method_class, validate_method
+from noisyseg.methods.base import unit_channels
 from noisyseg.methods.metadcseg import (
     BACKGROUND,
     BOUNDARY,
@@ -89,6 +90,16 @@ def test_regions_in_3d():
 # centers, distances, γ, target
 # ---------------------------------------------------------------------------------------
 
+def test_unit_channels_equals_normalize_and_keeps_zero_vectors_zero():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 9, 7, generator=g) * torch.rand(2, 1, 9, 7, generator=g) * 5
+    x[1, :, 4, 4] = 0
+    x[0, :, 2, 3] = 1e-20  # below eps: scaled by 1/eps like F.normalize, not blown up
+    torch.testing.assert_close(unit_channels(x), F.normalize(x, dim=1), rtol=1e-6, atol=1e-7)
+    assert float(unit_channels(x)[1, :, 4, 4].abs().max()) == 0.0
+    torch.testing.assert_close(unit_channels(x).norm(dim=1)[0, 0], torch.ones(7), rtol=1e-6, atol=0)
+
+
 def test_feature_equal_to_its_center_has_distance_zero():
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(3, 8, generator=g) * 3
@@ -156,12 +167,13 @@ def test_params_are_validated():
         validate_method(MethodConfig(name="metadcseg", params={"temprature": 0.2}))
 
 
-def test_training_step_logs_and_state():
+@pytest.mark.parametrize("scope", ["all", "head"])
+def test_training_step_logs_and_state(scope):
     """One step by hand: logs present, centers set, BN updated once (by the training forward)."""
     from noisyseg.nets import net_factory
 
-    cls, params = validate_method(MethodConfig(name="metadcseg",
-                                               params={"dcd_start": 0.0, "pseudo_flip_average": True}))
+    cls, params = validate_method(MethodConfig(name="metadcseg", params={
+        "dcd_start": 0.0, "pseudo_flip_average": True, "lookahead_scope": scope}))
     torch.manual_seed(0)
     make = net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), 2, 1, 2)
     method = cls(params, make, 2, 2).train()
@@ -258,11 +270,15 @@ def test_short_run_downweights_wrong_labels_and_beats_supervised(tmp_path, one_t
     seed, steps = int(os.environ.get("NOISYSEG_TEST_SEED", 0)), 120
     root = make_noisy_dataset(tmp_path / "data", seed=seed)
     dice = {}
-    for method in ("supervised", "metadcseg"):
-        run = tmp_path / method
-        api.train(data=root, out=run, overrides=_overrides(method, seed, steps), progress=False)
-        dice[method] = _test_dice(root, run, tmp_path / f"pred_{method}")
+    for key, method, params in (("supervised", "supervised", {}), ("metadcseg", "metadcseg", {}),
+                                ("head", "metadcseg", {"lookahead_scope": "head"})):
+        run = tmp_path / key
+        overrides = _overrides(method, seed, steps)
+        overrides["method"]["params"] = params
+        api.train(data=root, out=run, overrides=overrides, progress=False)
+        dice[key] = _test_dice(root, run, tmp_path / f"pred_{key}")
     assert dice["metadcseg"] > dice["supervised"] + 0.05, dice
+    assert dice["head"] > dice["supervised"] + 0.05, dice  # the cheap head-only look-ahead too
 
     run = tmp_path / "metadcseg"
     figs = run / "figures"
@@ -275,10 +291,11 @@ def test_short_run_downweights_wrong_labels_and_beats_supervised(tmp_path, one_t
     # settles (medians over steps: a few steps' α concentrate on few pixels, so means are spiky)
     from noisyseg.report.figures import read_log
 
-    log = read_log(run / "train_log.csv")
-    late = log["step"] > steps // 2
-    share, rate = log["meta/wrong_label_weight_share"][late], log["meta/wrong_label_rate"][late]
-    assert np.nanmedian(share) < 0.5 * np.nanmedian(rate), (np.nanmedian(share), np.nanmedian(rate))
+    for key in ("metadcseg", "head"):
+        log = read_log(tmp_path / key / "train_log.csv")
+        late = log["step"] > steps // 2
+        share, rate = log["meta/wrong_label_weight_share"][late], log["meta/wrong_label_rate"][late]
+        assert np.nanmedian(share) < 0.5 * np.nanmedian(rate), (key, np.nanmedian(share), np.nanmedian(rate))
 
     # the trained model's α on whole noisy training images against the trusted ones: lower where
     # the given label is wrong. With running BN statistics the weights are per-pixel local and the

@@ -14,9 +14,11 @@ The usual route (L2B, `higher`) builds θ' and differentiates twice. Here the ri
 side is computed exactly and directly:
 
 1. g = ∇θ L_meta(θ): one ordinary forward/backward on the meta batch;
-2. every ⟨∇θ ℓ_i, g⟩ at once: one forward-mode pass, `torch.func.jvp` of the function
-   θ ↦ (ℓʳ(θ), ℓᵖ(θ)) (the network through `torch.func.functional_call`) along the
-   tangent g. The jvp output at pixel i is exactly ⟨∇θ ℓ_i, g⟩.
+2. every ⟨∇θ ℓ_i, g⟩ at once: one forward-mode pass, the jvp of the function
+   θ ↦ (ℓʳ(θ), ℓᵖ(θ)) (the network through `torch.func.functional_call` with dual
+   parameters of `torch.autograd.forward_ad`) along the tangent g. The jvp output at pixel
+   i is exactly ⟨∇θ ℓ_i, g⟩. (`torch.func.jvp` computes the same thing; its per-op
+   wrapping cost a quarter of a training step more on CPU.)
 
 No second-order autograd and no `higher`; the cost is one meta forward/backward plus one
 forward-mode pass (about a forward and a backward) on the training batch.
@@ -51,7 +53,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp
+from torch.autograd import forward_ad as fwAD
+from torch.func import functional_call
 
 from .losses import one_hot, pixel_ce
 
@@ -134,8 +137,11 @@ def pixel_loss_directional(net: nn.Module, image: torch.Tensor, label: torch.Ten
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """⟨∇θ ℓʳ_i, v⟩ and ⟨∇θ ℓᵖ_i, v⟩ for every pixel i in one forward-mode pass.
 
-    `torch.func.jvp` of θ ↦ (ℓʳ(θ), ℓᵖ(θ)) along the tangent v, with the network called
-    through `functional_call` (parameters detached: no autograd graph is recorded).
+    The jvp of θ ↦ (ℓʳ(θ), ℓᵖ(θ)) along the tangent v: the network is called through
+    `functional_call` with dual parameters (primal θ detached, tangent v) at one
+    `torch.autograd.forward_ad` level, with no autograd graph recorded. This is the
+    computation `torch.func.jvp` performs, without functorch's per-op wrapping, which costs
+    about a quarter of a training step on CPU (benchmarks/bench_metadcseg.py).
 
     Args:
         net: the network; its mode decides batch vs running statistics; running
@@ -148,17 +154,17 @@ def pixel_loss_directional(net: nn.Module, image: torch.Tensor, label: torch.Ten
     Returns:
         (dot_real (N, *S), dot_pseudo (N, *S), pseudo_label (N, *S) long).
     """
-    params = {k: p.detach() for k, p in _trainable(net).items()}
-    tangents = {k: tangent[k].to(p.dtype) for k, p in params.items()}
-
-    def loss_maps(p: dict[str, torch.Tensor]):
-        logits = functional_call(net, p, (image,), strict=False)
-        yhat = logits.max(1).indices if pseudo_label is None else pseudo_label  # (argmax(1) is ~15x slower on CPU)
-        return (pixel_loss(logits, label), pixel_loss(logits, yhat)), yhat
-
-    with frozen_norm_stats(net), torch.no_grad(), torch.autocast(image.device.type, enabled=False):
-        _, (dot_r, dot_p), yhat = jvp(loss_maps, (params,), (tangents,), has_aux=True)
-    return dot_r, dot_p, yhat
+    params = _trainable(net)
+    with frozen_norm_stats(net), torch.no_grad(), torch.autocast(image.device.type, enabled=False), \
+            fwAD.dual_level():
+        duals = {k: fwAD.make_dual(p.detach(), tangent[k].to(p.dtype)) for k, p in params.items()}
+        logits = functional_call(net, duals, (image,), strict=False)
+        # (argmax(1) is ~15x slower than max(1) on CPU)
+        yhat = fwAD.unpack_dual(logits).primal.max(1).indices if pseudo_label is None else pseudo_label
+        dot_r = fwAD.unpack_dual(pixel_loss(logits, label)).tangent
+        dot_p = fwAD.unpack_dual(pixel_loss(logits, yhat)).tangent
+    zero = torch.zeros(label.shape, dtype=torch.float32, device=image.device)
+    return (zero if dot_r is None else dot_r), (zero if dot_p is None else dot_p), yhat
 
 
 def normalise_weights(raw_real: torch.Tensor, raw_pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -200,6 +206,42 @@ def meta_pixel_weights(net: nn.Module, image: torch.Tensor, label: torch.Tensor,
     """
     g, lmeta = meta_gradient(net, meta_image, meta_label, meta_loss)
     dot_r, dot_p, yhat = pixel_loss_directional(net, image, label, g, pseudo_label, pixel_loss)
+    raw_r, raw_p = lr * dot_r, lr * dot_p
+    alpha, beta, uniform = normalise_weights(raw_r, raw_p)
+    return MetaWeights(alpha, beta, raw_r, raw_p, yhat, lmeta, uniform)
+
+
+def head_meta_pixel_weights(net: nn.Module, features: torch.Tensor, label: torch.Tensor,
+                            meta_image: torch.Tensor, meta_label: torch.Tensor, *, lr: float,
+                            pseudo_label: torch.Tensor | None = None, pixel_loss: PixelLoss = pixel_ce,
+                            meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ce_meta_loss,
+                            ) -> MetaWeights:
+    """Meta weights of a look-ahead that moves only the network's head ([choice], optional).
+
+    The same w̃ = η⟨∇ ℓ_i, ∇ L_meta⟩ with the gradients taken over the head's parameters
+    only, i.e. exactly the look-ahead θ'_head = θ_head − η∇_head Σ ε_i ℓ_i with the body
+    fixed. For the 1x1 head z = W f + b and the mean-CE meta loss over M meta pixels j this is
+    w̃_i = (η/M) Σ_j (δ_i·δ_j)(f_i·f_j + 1), with δ = softmax(z) − onehot(target): a
+    last-layer kernel in place of the whole network's. Cost: the meta batch's body forward without a graph, and the head
+    (a 1x1 convolution) on the features the caller already has, so no pass over the
+    training batch of its own.
+
+    Args:
+        net: a SegNet (`features(x)` and `head`).
+        features: (N, F, *S) the training batch's last decoder features (e.g. of the
+            training forward; detached here).
+        label: (N, *S) long given labels ỹ.
+        meta_image: (M, C, *S) clean batch; meta_label: (M, *S) long trusted labels.
+        lr: η (> 0; scales the raw weights only).
+        pseudo_label: (N, *S) long ŷ, or None for the argmax of head(features).
+        pixel_loss, meta_loss: as in `meta_pixel_weights`.
+    Returns:
+        MetaWeights (everything detached); parameters, `.grad` fields and buffers unchanged.
+    """
+    with frozen_norm_stats(net), torch.no_grad(), torch.autocast(meta_image.device.type, enabled=False):
+        meta_features = net.features(meta_image)
+    g, lmeta = meta_gradient(net.head, meta_features, meta_label, meta_loss)
+    dot_r, dot_p, yhat = pixel_loss_directional(net.head, features.detach(), label, g, pseudo_label, pixel_loss)
     raw_r, raw_p = lr * dot_r, lr * dot_p
     alpha, beta, uniform = normalise_weights(raw_r, raw_p)
     return MetaWeights(alpha, beta, raw_r, raw_p, yhat, lmeta, uniform)
@@ -269,13 +311,18 @@ def wrong_label_logs(alpha: torch.Tensor, label: torch.Tensor, clean_label: torc
 def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
                      meta_label: torch.Tensor, *, lr: float, norm_stats: str = "batch", flip_average: bool = False,
                      meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ce_meta_loss,
+                     scope: str = "all", features: torch.Tensor | None = None,
                      ) -> MetaWeights:
-    """`meta_pixel_weights` as L2B and MetaDCSeg call it in a training step.
+    """`meta_pixel_weights` (or `head_meta_pixel_weights`) as L2B and MetaDCSeg call it in a step.
 
     Args:
         norm_stats: 'batch' (batch-norm batch statistics inside the weighting passes, as in
             a training step) or 'running' (the network in eval mode for them).
         flip_average: pseudo-labels from the flip-averaged softmax instead of the plain argmax.
+        scope: 'all' (the look-ahead over every trainable parameter) or 'head' (the head alone).
+        features: scope 'head' only: (N, F, *S) features of `image` from the caller's training
+            forward (computed here, without a graph, when None). They come in the mode the
+            caller ran, so with 'running' statistics only the meta pass uses eval mode.
     The network's mode is restored afterwards.
     """
     was_training = net.training
@@ -283,7 +330,13 @@ def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, m
         net.eval()
     try:
         pseudo = flip_averaged_pseudo_label(net, image) if flip_average else None
-        return meta_pixel_weights(net, image, label, meta_image, meta_label, lr=lr, pseudo_label=pseudo,
-                                  pixel_loss=pixel_ce, meta_loss=meta_loss)
+        if scope == "all":
+            return meta_pixel_weights(net, image, label, meta_image, meta_label, lr=lr, pseudo_label=pseudo,
+                                      pixel_loss=pixel_ce, meta_loss=meta_loss)
+        if features is None:
+            with frozen_norm_stats(net), torch.no_grad():
+                features = net.features(image)
+        return head_meta_pixel_weights(net, features, label, meta_image, meta_label, lr=lr, pseudo_label=pseudo,
+                                       pixel_loss=pixel_ce, meta_loss=meta_loss)
     finally:
         net.train(was_training)

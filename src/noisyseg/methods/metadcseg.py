@@ -67,7 +67,7 @@ from pydantic import Field, field_validator
 
 from ..config import StrictModel
 from ..data.case import Case
-from .base import Method, StepInfo, StepOutput, host_logs
+from .base import Method, StepInfo, StepOutput, host_logs, unit_channels
 from .losses import ce_dice_loss, one_hot, soft_dice_loss
 from .meta_weights import (
     ce_meta_loss,
@@ -198,6 +198,9 @@ class MetaDCSegParams(StrictModel):
         dice_weight: λ_D of the soft-target Dice term.
         weight_norm_stats: batch-norm statistics of the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
+        lookahead_scope: parameters the look-ahead moves: 'all' (the method: every trainable
+            parameter, about 3x a supervised step) or 'head' ([choice], the 1x1 head alone, a
+            last-layer kernel; about 1.3x; see `head_meta_pixel_weights`).
     """
 
     lookahead_lr: float = Field(1e-3, gt=0)
@@ -210,6 +213,7 @@ class MetaDCSegParams(StrictModel):
     uncertainty_threshold: float = Field(0.5, ge=0.0, le=1.0)
     dice_weight: float = Field(1.0, ge=0.0)
     weight_norm_stats: Literal["batch", "running"] = "batch"
+    lookahead_scope: Literal["all", "head"] = "all"
 
     @field_validator("boundary_width")
     @classmethod
@@ -242,19 +246,20 @@ class MetaDCSeg(Method):
         return ce_meta_loss if self.params.meta_loss == "ce" else ce_dice_loss
 
     def compute_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
-                        meta_label: torch.Tensor):
-        """MetaWeights of a training batch against a meta batch (see meta_weights.py)."""
+                        meta_label: torch.Tensor, features: torch.Tensor | None = None):
+        """MetaWeights of a training batch against a meta batch (see meta_weights.py);
+        `features` (N, F, *S) of `image`, when at hand, serve the 'head' look-ahead."""
         p = self.params
         return weights_for_step(self.net, image, label, meta_image, meta_label, lr=p.lookahead_lr,
                                 norm_stats=p.weight_norm_stats, flip_average=p.pseudo_flip_average,
-                                meta_loss=self._meta_loss_fn())
+                                meta_loss=self._meta_loss_fn(), scope=p.lookahead_scope, features=features)
 
     def _regions_and_features(self, feats: torch.Tensor, logits: torch.Tensor, pseudo: torch.Tensor):
         p = self.params
         probs = torch.softmax(logits.detach().float(), 1)
         region = dcd_regions(pseudo, 1.0 - probs[:, 0], boundary_width=p.boundary_width,
                              uncertainty_threshold=p.uncertainty_threshold)
-        return region, F.normalize(feats.detach().float(), dim=1)
+        return region, unit_channels(feats.detach().float())
 
     def _update_centers(self, f: torch.Tensor, region: torch.Tensor, weight: torch.Tensor) -> None:
         sums, mass = region_center_sums(f, region, weight)
@@ -274,10 +279,13 @@ class MetaDCSeg(Method):
     def training_step(self, batch, info: StepInfo) -> StepOutput:
         p = self.params
         image, label = batch["image"], batch["label"]
-        mw = self.compute_weights(image, label, batch["meta_image"], batch["meta_label"])
-        alpha, beta, pseudo = mw.alpha, mw.beta, mw.pseudo_label
-
+        meta = batch["meta_image"], batch["meta_label"]
+        head_only = p.lookahead_scope == "head"
+        mw = None if head_only else self.compute_weights(image, label, *meta)
         feats, logits = self.net.forward_with_features(image)  # the training forward (updates BN stats)
+        if head_only:  # the head's look-ahead reads the training forward's features
+            mw = self.compute_weights(image, label, *meta, features=feats)
+        alpha, beta, pseudo = mw.alpha, mw.beta, mw.pseudo_label
         stage = 2 if info.progress >= p.dcd_start else 1
         with torch.no_grad():
             region, f = self._regions_and_features(feats, logits, pseudo)
