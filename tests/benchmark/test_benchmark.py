@@ -90,6 +90,10 @@ def test_rerun_skips_finished_runs_and_redoes_an_interrupted_one(tiny_bench):
     assert kept.stat().st_mtime_ns == mtime
     again = json.loads(redo.read_text())
     assert again["resumed"] is True and again["rows"] == before["rows"]
+    # `seconds` is this invocation's time: the summary names the runs an earlier one finished
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["reused_runs"]) == set(summary["train_seconds"]) - {"1/clcs/seed0"}
+    assert "reused" not in json.loads(kept.read_text())
 
 
 def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench, tmp_path, mni_small):

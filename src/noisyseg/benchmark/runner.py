@@ -205,7 +205,7 @@ def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, ou
         if "method_params" in record and record["method_params"] != params:  # (older records lack it)
             raise ConfigError(f"{run_dir}: trained with method parameters {record.get('method_params')}, the config "
                               f"now says {params}; remove that run folder to retrain it, or choose another --out")
-        return record
+        return {**record, "reused": True}  # finished by an earlier invocation (not written back)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # an interrupted start: nothing worth keeping

@@ -182,7 +182,11 @@ def write_figures(out: Path, spec: BenchmarkSpec, stats: dict, ds: Dataset, nois
 
 def write_summary(out: Path, spec: BenchmarkSpec, records: list[dict], ds: Dataset, clean_dir: Path,
                   noisy_dirs: dict[str, Path], test_cases: list[Case], seconds: float) -> tuple[str, list[dict]]:
-    """Write results.csv, summary.md, summary.json and figures; returns (Markdown tables, csv rows)."""
+    """Write results.csv, summary.md, summary.json and figures; returns (Markdown tables, csv rows).
+
+    `seconds` is this invocation's wall time; summary.json lists the runs an earlier
+    invocation finished under `reused_runs` (their training time stays in `train_seconds`).
+    """
     rows = [{"level": rec["level"], "method": run_title(rec["method"]), "seed": rec["seed"], **r}
             for rec in records for r in rec["rows"]]
     with atomic_path(out / "results.csv") as tmp, tmp.open("w", newline="") as fh:
@@ -210,8 +214,10 @@ def write_summary(out: Path, spec: BenchmarkSpec, records: list[dict], ds: Datas
     parts += ["Figures: " + ", ".join(f"`{p.relative_to(out)}`" for p in written), ""]
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text("\n".join(parts))
+    key = "{level}/{method}/seed{seed}".format
     summary = {"spec": spec.model_dump(mode="json"), "stats": stats, "seconds": seconds,
-               "train_seconds": {f"{r['level']}/{r['method']}/seed{r['seed']}": r["train_seconds"] for r in records},
+               "train_seconds": {key(**r): r["train_seconds"] for r in records},
+               "reused_runs": [key(**r) for r in records if r.get("reused")],
                "clean_data": str(clean_dir), "noisy_data": {k: str(v) for k, v in noisy_dirs.items()},
                "versions": package_versions()}
     with atomic_path(out / "summary.json") as tmp:

@@ -184,6 +184,11 @@ def normalise_weights(raw_real: torch.Tensor, raw_pseudo: torch.Tensor) -> tuple
     return a / z, b / z, False
 
 
+def _weights(raw_r: torch.Tensor, raw_p: torch.Tensor, yhat: torch.Tensor, lmeta: float) -> MetaWeights:
+    alpha, beta, uniform = normalise_weights(raw_r, raw_p)
+    return MetaWeights(alpha, beta, raw_r, raw_p, yhat, lmeta, uniform)
+
+
 def meta_pixel_weights(net: nn.Module, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
                        meta_label: torch.Tensor, *, lr: float, pseudo_label: torch.Tensor | None = None,
                        pixel_loss: PixelLoss = pixel_ce,
@@ -206,9 +211,7 @@ def meta_pixel_weights(net: nn.Module, image: torch.Tensor, label: torch.Tensor,
     """
     g, lmeta = meta_gradient(net, meta_image, meta_label, meta_loss)
     dot_r, dot_p, yhat = pixel_loss_directional(net, image, label, g, pseudo_label, pixel_loss)
-    raw_r, raw_p = lr * dot_r, lr * dot_p
-    alpha, beta, uniform = normalise_weights(raw_r, raw_p)
-    return MetaWeights(alpha, beta, raw_r, raw_p, yhat, lmeta, uniform)
+    return _weights(lr * dot_r, lr * dot_p, yhat, lmeta)
 
 
 def head_meta_pixel_weights(net: nn.Module, features: torch.Tensor, label: torch.Tensor,
@@ -222,9 +225,9 @@ def head_meta_pixel_weights(net: nn.Module, features: torch.Tensor, label: torch
     only, i.e. exactly the look-ahead θ'_head = θ_head − η∇_head Σ ε_i ℓ_i with the body
     fixed. For the 1x1 head z = W f + b and the mean-CE meta loss over M meta pixels j this is
     w̃_i = (η/M) Σ_j (δ_i·δ_j)(f_i·f_j + 1), with δ = softmax(z) − onehot(target): a
-    last-layer kernel in place of the whole network's. Cost: the meta batch's body forward without a graph, and the head
-    (a 1x1 convolution) on the features the caller already has, so no pass over the
-    training batch of its own.
+    last-layer kernel in place of the whole network's. Cost: the meta batch's body forward
+    without a graph, and the head (a 1x1 convolution) on the features the caller already
+    has, so no pass over the training batch of its own.
 
     Args:
         net: a SegNet (`features(x)` and `head`).
@@ -242,9 +245,7 @@ def head_meta_pixel_weights(net: nn.Module, features: torch.Tensor, label: torch
         meta_features = net.features(meta_image)
     g, lmeta = meta_gradient(net.head, meta_features, meta_label, meta_loss)
     dot_r, dot_p, yhat = pixel_loss_directional(net.head, features.detach(), label, g, pseudo_label, pixel_loss)
-    raw_r, raw_p = lr * dot_r, lr * dot_p
-    alpha, beta, uniform = normalise_weights(raw_r, raw_p)
-    return MetaWeights(alpha, beta, raw_r, raw_p, yhat, lmeta, uniform)
+    return _weights(lr * dot_r, lr * dot_p, yhat, lmeta)
 
 
 def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
