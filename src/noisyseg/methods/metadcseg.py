@@ -45,17 +45,18 @@ Choices beyond METHODS.md §2 (all [choice]; see also meta_weights.py):
   would carry float16 tangents of an unscaled meta gradient (under/overflow, and jvp
   formulas of some autocast-ed ops are less exercised); the meta passes run in float32.
 - Cost (benchmarks/bench_metadcseg.py, 2D U-Net, batch 4 of 128², 2 CPU threads): about
-  3.2-3.5x a `supervised` step (double backward: 5.2-6.1x). The floor of the exact route,
-  measured beside it, is about 3.0-3.2x: one meta forward/backward (~1 step), one
+  3x a `supervised` step (2.95-3.35x; double backward: 5.0-5.7x). The floor of the exact
+  route, measured beside it, is 2.9-3.0x: one meta forward/backward (~0.9 step), one
   forward-mode pass (primal + tangent, ~1 step: the tangent of each convolution is two
   convolutions) and the training forward/backward (1 step). Reusing the forward-mode pass's
   primal output as the training forward was measured slower (autograd then records the
   tangent ops too), so it is not done.
 - `lookahead_scope: head` ([choice], off by default) moves only the 1x1 head in the
-  look-ahead: the weight of pixel i becomes the last-layer kernel (η/M)Σ_j(δ_i·δ_j)(f_i·f_j + 1)
-  against the meta pixels j, computed from the training forward's own features and a
+  look-ahead: the weight of pixel i becomes the last-layer kernel (η/M_meta)Σ_j(δ_i·δ_j)(f_i·f_j + 1)
+  over the M_meta meta pixels j, computed from the training forward's own features and a
   graph-free body forward of the meta batch, about 1.6-1.7x a `supervised` step. On the
-  tests' noisy-phantom task it beats `supervised` like the full look-ahead does.
+  tests' noisy-phantom task it beats `supervised` like the full look-ahead does; on LA with
+  MT-Noise (configs/la_morph_cpu.yaml) it gave Dice 62.4 vs 62.5 in 82 s vs 150 s.
 - Logged α and β are in units of 1/M (M pixels in the batch), so `meta/alpha_mean` +
   `meta/beta_mean` = 1: the share of the weight put on the given labels vs the
   pseudo-labels.
