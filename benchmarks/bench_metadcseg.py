@@ -23,6 +23,7 @@ route, printed as `floor`.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 import statistics
@@ -92,42 +93,34 @@ def main() -> None:
     variants = {name: build(name, net_cfg, device) for name in ("supervised", "metadcseg", "reference", "head")}
     info = StepInfo(500, 1000)  # stage 2: DCD on
 
-    def step(name: str) -> float:
+    def step(name: str) -> None:
         method, opt = variants[name]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
         out = method.training_step(batch, info)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
 
     net = variants["metadcseg"][0].net
     g, _ = meta_gradient(net, batch["meta_image"], batch["meta_label"])
-    parts = {"meta gradient": lambda: meta_gradient(net, batch["meta_image"], batch["meta_label"]),
-             "forward-mode": lambda: pixel_loss_directional(net, batch["image"], batch["label"], g)}
+    work = {name: functools.partial(step, name) for name in variants}
+    work["meta gradient"] = lambda: meta_gradient(net, batch["meta_image"], batch["meta_label"])
+    work["forward-mode"] = lambda: pixel_loss_directional(net, batch["image"], batch["label"], g)
 
     def timed(name: str) -> float:
-        if name in variants:
-            return step(name)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        parts[name]()
+        work[name]()
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    names = list(variants) + list(parts)
     for _ in range(args.warmup):
-        for name in names:
+        for name in work:
             timed(name)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in work}
     for _ in range(args.repeats):
-        for name in names:
+        for name in work:
             times[name].append(timed(name))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.arch} 2D, batch {args.batch} of {args.size}x{args.size}, meta batch {args.batch}, "

@@ -208,7 +208,7 @@ class MetaDCSegParams(StrictModel):
             mode, the function a training step differentiates) or 'running' (eval mode).
         lookahead_scope: parameters the look-ahead moves: 'all' (the method: every trainable
             parameter, about 3x a supervised step) or 'head' ([choice], the 1x1 head alone, a
-            last-layer kernel; about 1.3x; see `head_meta_pixel_weights`).
+            last-layer kernel; about 1.6-1.7x; see `head_meta_pixel_weights`).
     """
 
     lookahead_lr: float = Field(1e-3, gt=0)
