@@ -48,7 +48,7 @@ class DoubleBackwardMetaDCSeg(MetaDCSeg):
         lr = self.params.lookahead_lr
         raw_r, raw_p, pseudo, meta = slow_reference(self.net, image, label, None, meta_image, meta_label, lr)
         alpha, beta, uniform = normalise_weights(raw_r, raw_p)
-        return MetaWeights(alpha, beta, raw_r, raw_p, pseudo, float(meta), uniform)
+        return MetaWeights(alpha, beta, raw_r, raw_p, pseudo, meta, uniform)
 
 
 def build(method: str, net_cfg: NetConfig, device: torch.device):

@@ -62,12 +62,20 @@ def demo_settings(task: str, quick: bool) -> dict:
     raise ConfigError(f"demo --task: unknown task '{task}'; choose from: mni, phantom3d")
 
 
+def write_demo_data(task: str, folder: Path, *, seed: int, quick: bool = False, overwrite: bool = False) -> Path:
+    """Write the embedded dataset of a demo task ('mni' or 'phantom3d') at its demo size into `folder`."""
+    from .data.demo_data import write_mni_demo, write_phantom_demo
+
+    writer = write_mni_demo if task == "mni" else write_phantom_demo
+    writer(folder, seed=seed, overwrite=overwrite, **demo_settings(task, quick)["data"])
+    return folder
+
+
 def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods: list[str] | None = None,
              noise: str = "morph", seed: int = 0, progress: bool = True) -> DemoResult:
     """Run the demo into `out`; returns the printed table and the summary."""
     from . import api
     from .config import deep_update
-    from .data.demo_data import write_mni_demo, write_phantom_demo
     from .engine.checkpoint import package_versions
     from .methods import available_methods, get_method_class
     from .noise import get_protocol
@@ -87,8 +95,7 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
     t0 = time.perf_counter()
 
     data_dir = out / "data" / "clean"
-    writer = write_mni_demo if task == "mni" else write_phantom_demo
-    writer(data_dir, seed=seed, **settings["data"])
+    write_demo_data(task, data_dir, seed=seed, quick=quick)
     noisy_dir = out / "data" / f"noisy_{noise}"
     noise_kw = settings["noise"] if noise == "morph" else settings.get("noise_other", {}).get(noise, {})
     if noise in MODEL_PROTOCOLS:

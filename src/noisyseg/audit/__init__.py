@@ -5,7 +5,7 @@
 """
 
 from .metrics import auroc, average_precision, spearman
-from .run import AUDIT_METHODS, audit, check_compatible
+from .run import AUDIT_METHODS, audit
 from .scores import (
            CASE_SCORES,
            VOXEL_METHODS,
@@ -15,4 +15,4 @@ from .scores import (
 )
 
 __all__ = ["AUDIT_METHODS", "CASE_SCORES", "VOXEL_METHODS", "audit", "auroc", "average_precision",
-           "check_compatible", "class_thresholds", "label_quality", "spearman", "voxel_scores"]
+           "class_thresholds", "label_quality", "spearman", "voxel_scores"]

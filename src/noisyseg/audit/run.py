@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..data.case import check_compatible
 from ..errors import ConfigError, DataError, unknown_name
-from ..io import atomic_dir, label_file_name
+from ..io import atomic_dir, file_kind, label_file_name, write_image
 from .metrics import auroc, average_precision, spearman
 from .scores import (
     SUSPECT_LEVEL,
@@ -43,19 +44,6 @@ from .scores import (
 from .scores import case_score as score_case
 
 AUDIT_METHODS = ("auto",) + VOXEL_METHODS
-
-
-def check_compatible(info: dict, ds, run: Path) -> None:
-    """DataError (one line) when the run was trained on classes / channels / dimensions
-    that differ from the dataset's."""
-    if list(info["class_names"]) != list(ds.class_names):
-        raise DataError(f"{run}: run classes {list(info['class_names'])} differ from the classes "
-                        f"{list(ds.class_names)} of {ds.root}")
-    if len(info["modalities"]) != len(ds.modalities):
-        raise DataError(f"{run}: run expects {len(info['modalities'])} image channels {list(info['modalities'])}, "
-                        f"{ds.root} has {len(ds.modalities)} {list(ds.modalities)}")
-    if int(info["data_dims"]) != int(ds.spatial_dims):
-        raise DataError(f"{run}: run was trained on {info['data_dims']}D data, {ds.root} is {ds.spatial_dims}D")
 
 
 def _signal(model, method: str, labels, probs) -> tuple[str, np.ndarray | None, str]:
@@ -73,16 +61,18 @@ def _signal(model, method: str, labels, probs) -> tuple[str, np.ndarray | None, 
     return method, thr, "threshold with confident-learning class thresholds (mean p(c) over voxels labelled c)"
 
 
-def _meta_case(model, method: str, ds, info: dict, cfg):
-    """The trusted case a MetaDCSeg run is audited against, or None when its meta weights do not
-    apply (another method asked for, no trusted case, not whole-image 2D data, or a run that
-    resamples its inputs)."""
+def _meta_case(method: str, ds, info: dict, cfg, cases: list):
+    """The trusted case a MetaDCSeg run is audited against (taken from the loaded training
+    `cases` when it is one of them), or None when its meta weights do not apply (another
+    method asked for, no trusted case, not whole-image 2D data, or a run that resamples its
+    inputs)."""
     from ..nets import downsample_factor
 
     if (method != "auto" or not ds.trusted_ids or info["train_dims"] != 2 or info["data_dims"] != 2
             or cfg.data.target_spacing is not None):
         return None
-    case = ds.case(ds.trusted_ids[0]).load()
+    trusted = ds.trusted_ids[0]
+    case = next((c for c in cases if c.id == trusted), None) or ds.case(trusted).load()
     f = downsample_factor(cfg.net)
     if any(n % f for n in case.image.shape[1:]):
         return None
@@ -112,22 +102,6 @@ def meta_weight_scores(model, case, meta) -> np.ndarray:
     return score.float().cpu().numpy()
 
 
-def _write_map(path: Path, scores: np.ndarray, affine: np.ndarray) -> Path:
-    from ..io import atomic_path
-
-    with atomic_path(path) as tmp:
-        if path.name.endswith(".png"):
-            from PIL import Image
-
-            Image.fromarray(np.round(np.clip(scores, 0, 1) * 255).astype(np.uint8)).save(tmp, format="PNG")
-        else:
-            import nibabel as nib
-
-            nib.save(nib.Nifti1Image(np.asarray(scores, dtype=np.float32), np.asarray(affine, dtype=np.float64)),
-                     str(tmp))
-    return path
-
-
 def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "auto",
           case_score: str = "suspected_fraction", top_percent: float = 1.0, checkpoint: str = "best",
           device: str = "auto", n_figures: int = 4, progress: bool = True) -> dict:
@@ -144,7 +118,8 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
         raise ConfigError(f"{out}: output folder exists and is not empty")
     model, info, cfg = load_run(run, checkpoint, device)
     ds = open_data(data)
-    check_compatible(info, ds, Path(run))
+    check_compatible(f"run {run}", info["class_names"], len(info["modalities"]), int(info["data_dims"]), ds,
+                     match_names=True)
     if not ds.train:
         raise DataError(f"{ds.root}: no training cases to audit")
     cases = []
@@ -154,7 +129,7 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
             raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
         cases.append(c)
 
-    meta = _meta_case(model, method, ds, info, cfg) if getattr(model, "name", "") == "metadcseg" else None
+    meta = _meta_case(method, ds, info, cfg, cases) if getattr(model, "name", "") == "metadcseg" else None
     if meta is not None:
         vmethod, thr = "meta_weights", None
         signal = (f"MetaDCSeg's meta weights: share of the per-pixel weight moved from the given label to the "
@@ -202,7 +177,9 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
 
     with atomic_dir(out) as tmp:
         for c, v in zip(cases, voxel):
-            _write_map(tmp / "maps" / label_file_name(c.id, c.image_path), v, c.affine)
+            path = tmp / "maps" / label_file_name(c.id, c.image_path)
+            png = file_kind(path) == "image2d"  # 8-bit: the score in [0, 1] scaled to 0..255
+            write_image(path, np.round(np.clip(v, 0, 1) * 255).astype(np.uint8) if png else v, affine=c.affine)
         with (tmp / "cases.csv").open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=["rank"] + list(rows[0].keys()))
             w.writeheader()

@@ -33,9 +33,6 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
 
-DEMO_DATA = {"mni": {"n_train": 16, "n_test": 6}, "phantom3d": {"n_train": 10, "n_test": 4}}
-
-
 @dataclass
 class RunKey:
     """One training run of the benchmark."""
@@ -61,15 +58,14 @@ class BenchmarkResult:
 
 def _demo_data(spec: BenchmarkSpec, out: Path) -> Path:
     """The embedded demo dataset named by benchmark.data ('demo:mni'), written once into OUT."""
-    from ..data.demo_data import write_mni_demo, write_phantom_demo
+    from ..demo import write_demo_data
 
     task = spec.data[len(DEMO_PREFIX):]
-    if task not in DEMO_DATA:
+    if task not in ("mni", "phantom3d"):
         raise ConfigError(f"benchmark.data: unknown embedded dataset '{spec.data}'; choose demo:mni or demo:phantom3d")
     folder = out / "data" / f"demo_{task}"
     if not (folder / "dataset.json").is_file():
-        writer = write_mni_demo if task == "mni" else write_phantom_demo
-        writer(folder, seed=0, overwrite=True, **DEMO_DATA[task])
+        write_demo_data(task, folder, seed=0, overwrite=True)
     return folder
 
 
@@ -173,6 +169,7 @@ def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention:
     `run_dir/pred_test/`, and return one row per case and class/region."""
     from .. import api
     from ..metrics import case_metrics
+    from ..metrics.case_metrics import METRICS
 
     method, info, rcfg = api.load_run(run_dir)
     rows = []
@@ -187,7 +184,7 @@ def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention:
             targets = dict.fromkeys(k.split("_", 1)[1] for k in m)
             for t in targets:
                 rows.append({"case": case.id, "target": names.get(t, t),
-                             **{metric: m[f"{metric}_{t}"] for metric in ("dice", "iou", "hd95", "asd")}})
+                             **{metric: m[f"{metric}_{t}"] for metric in METRICS}})
     return rows
 
 

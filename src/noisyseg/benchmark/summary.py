@@ -20,10 +20,11 @@ import numpy as np
 from ..data.case import Case, Dataset
 from ..engine.checkpoint import package_versions
 from ..io import atomic_path, label_file_name, read_file
+from ..report.demo_report import METRIC_TITLES
 from ..report.tables import _cell, markdown_table
 from .spec import CLEAN_CEILING, BenchmarkSpec, run_title
 
-METRICS = {"dice": "Dice (%)", "iou": "IoU (%)", "hd95": "HD95 (mm)", "asd": "ASD (mm)"}
+METRICS = METRIC_TITLES  # metric → column title
 HIGHER_IS_BETTER = {"dice": True, "iou": True, "hd95": False, "asd": False}
 CSV_COLUMNS = ["level", "method", "seed", "case", "target", "dice", "iou", "hd95", "asd"]
 

@@ -201,9 +201,14 @@ def resolve_trusted_ids(ids: Sequence[str], train_ids: Sequence[str], source: Pa
     return out
 
 
-def check_compatible(what: str, class_names: Sequence, n_channels: int, data_dims: int | None, ds: Dataset) -> None:
+def check_compatible(what: str, class_names: Sequence, n_channels: int, data_dims: int | None, ds: Dataset,
+                     *, match_names: bool = False) -> None:
     """DataError (one line) when a model or dataset described by `what` does not fit `ds`:
-    another number of classes or image channels, or (when `data_dims` is given) of dimensions."""
+    another number of classes (with `match_names`, other class names) or image channels, or
+    (when `data_dims` is given) of dimensions."""
+    if match_names and list(class_names) != list(ds.class_names):
+        raise DataError(f"{what}: classes {list(class_names)} differ from the classes {list(ds.class_names)} "
+                        f"of {ds.root}")
     if len(class_names) != ds.num_classes:
         raise DataError(f"{what}: {len(class_names)} classes ({', '.join(map(str, class_names))}) but target "
                         f"dataset {ds.root} has {ds.num_classes} ({', '.join(map(str, ds.class_names))})")

@@ -91,7 +91,7 @@ import torch.distributed as dist
 from pydantic import Field, model_validator
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput
+from .base import Method, StepInfo, StepOutput, class_counts, host_values
 from .losses import ce_dice_loss
 from .meta_weights import flip_averaged_probs
 from .registry import register
@@ -226,12 +226,8 @@ def correct_labels(probs: torch.Tensor, label: torch.Tensor, active_classes: tor
 
 def intersection_union(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class |pred = c ∧ label = c| and |pred = c ∨ label = c| (K,) int64, no host sync."""
-    p, y = pred.reshape(-1), label.reshape(-1)
-    ones = torch.ones_like(p)
-    inter = torch.zeros(num_classes, dtype=torch.int64, device=p.device).index_add_(0, y, (p == y).long())
-    area_p = torch.zeros(num_classes, dtype=torch.int64, device=p.device).index_add_(0, p, ones)
-    area_y = torch.zeros(num_classes, dtype=torch.int64, device=p.device).index_add_(0, y, ones)
-    return inter, area_p + area_y - inter
+    inter = class_counts(label, num_classes, (pred == label).long())
+    return inter, class_counts(pred, num_classes) + class_counts(label, num_classes) - inter
 
 
 # --------------------------------------------------------------------------- the method
@@ -370,8 +366,7 @@ class ADELE(Method):
             names += ["adele/label_acc_given", "adele/label_acc_corrected", "adele/correction_precision"]
             values.append(torch.stack([(label == clean).float().mean(), right.mean(),
                                        (right * changed).sum() / changed.sum()]))
-        flat = torch.cat([v.reshape(-1) for v in values]).cpu().tolist()
-        return dict(zip(names, flat))
+        return host_values(names, values)
 
     # ------------------------------------------------------------------ figures
 

@@ -89,11 +89,23 @@ class Method(nn.Module):
         return torch.softmax(self.net(x).float(), dim=1)
 
 
-def host_logs(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Scalar tensors → floats with one device-to-host copy (one sync per step, not one per term)."""
-    if not terms:
+def host_values(names: Sequence[str], values: Sequence[torch.Tensor]) -> dict[str, float]:
+    """{name: float} from tensors of any shape, flattened in order and concatenated (as many
+    names as elements), with one device-to-host copy (one sync per step, not one per term)."""
+    if not values:
         return {}
-    return dict(zip(terms, torch.stack([t.float() for t in terms.values()]).cpu().tolist()))
+    flat = torch.cat([v.float().reshape(-1) for v in values]).cpu().tolist()
+    return dict(zip(names, flat))
+
+
+def host_logs(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors → floats with one device-to-host copy (see `host_values`)."""
+    return host_values(list(terms), list(terms.values()))
+
+
+def dice_by_default(flag: bool | None, spatial_dims: int) -> bool:
+    """Whether a method adds soft Dice: its `dice` parameter, or when None only for 3D training."""
+    return spatial_dims == 3 if flag is None else bool(flag)
 
 
 def unit_channels(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -88,6 +88,8 @@ from .base import (
     StepInfo,
     StepOutput,
     class_counts,
+    dice_by_default,
+    host_values,
     mean_softmax,
     selection_log_values,
 )
@@ -257,7 +259,7 @@ class CLCS(Method):
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.register_buffer("sigma", torch.zeros(num_classes, dtype=torch.float32))
         dice = params.dice_in_clean_loss
-        self.use_dice = (spatial_dims == 3) if dice is None else bool(dice)
+        self.use_dice = dice_by_default(dice, spatial_dims)
 
     # ------------------------------------------------------------------ helpers
 
@@ -330,8 +332,7 @@ class CLCS(Method):
             sel_names, sel_values = selection_log_values([clean], batch["label"], batch["clean_label"])
             names += sel_names
             values.append(sel_values)
-        flat = torch.cat([v.reshape(-1) for v in values]).cpu().tolist()  # 0/0 → NaN (undefined)
-        return dict(zip(names, flat))
+        return host_values(names, values)  # 0/0 → NaN (undefined)
 
     # ------------------------------------------------------------------ inference and figures
 

@@ -69,7 +69,15 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput, mean_softmax, selection_log_values
+from .base import (
+    Method,
+    StepInfo,
+    StepOutput,
+    dice_by_default,
+    host_values,
+    mean_softmax,
+    selection_log_values,
+)
 from .losses import one_hot, pixel_ce, soft_dice_loss, weighted_mean
 from .registry import register
 
@@ -174,7 +182,7 @@ class CoTeachingParams(StrictModel):
 
 
 def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, selected: torch.Tensor,
-                  use_dice: bool) -> torch.Tensor:
+                  use_dice: bool, target: torch.Tensor | None = None) -> torch.Tensor:
     """Mean CE over the selected pixels (+ soft Dice restricted to them).
 
     Args:
@@ -182,11 +190,13 @@ def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, s
         ce: (N, *S) its per-pixel CE on `label`.
         label: (N, *S) given labels.
         selected: (N, *S) bool, the pixels it learns from.
+        target: one_hot(label) (N, K, *S) when the caller has it (built here otherwise).
     """
     w = selected.float()
     loss = weighted_mean(ce, w)
     if use_dice:
-        loss = loss + soft_dice_loss(torch.softmax(logits, 1), one_hot(label, logits.shape[1]), w)
+        target = one_hot(label, logits.shape[1]) if target is None else target
+        loss = loss + soft_dice_loss(torch.softmax(logits, 1), target, w)
     return loss
 
 
@@ -201,7 +211,7 @@ class CoTeaching(Method):
         super().__init__(params, make_net, num_classes, spatial_dims)
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
-        self.use_dice = (spatial_dims == 3) if params.dice is None else bool(params.dice)
+        self.use_dice = dice_by_default(params.dice, spatial_dims)
 
     def forget_rate(self, info: StepInfo) -> float:
         """R(t) for this step."""
@@ -215,8 +225,9 @@ class CoTeaching(Method):
         groups = label if self.params.rank == "class" else None
         sel1 = small_loss_mask(ce1, 1.0 - rate, groups)  # net1's small-loss pixels: teach net2
         sel2 = small_loss_mask(ce2, 1.0 - rate, groups)  # net2's small-loss pixels: teach net1
-        loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice)
-        loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice)
+        target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by both losses
+        loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice, target)
+        loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice, target)
         return StepOutput(loss1 + loss2, self._logs(rate, (sel1, sel2), (loss1, loss2), batch))
 
     @torch.no_grad()
@@ -228,8 +239,7 @@ class CoTeaching(Method):
             sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"])
             names += sel_names
             values.append(sel_values)
-        flat = torch.cat(values).cpu().tolist()
-        return {"forget_rate": rate, **dict(zip(names, flat))}
+        return {"forget_rate": rate, **host_values(names, values)}
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the two networks' softmax (N, K, *S), or one network by `params.inference`."""

@@ -141,10 +141,8 @@ class L2B(Method):
             b_wrong = (b * (mw.pseudo_label != clean)).sum()
             terms["meta/wrong_pseudo_weight_share"] = b_wrong / b.sum()
             terms["meta/wrong_target_weight"] = a_wrong + b_wrong
-        logs = host_logs(terms)
-        logs["meta/uniform_fallback"] = float(mw.uniform)
-        logs["meta_loss"] = mw.meta_loss
-        return logs
+        terms.update({"meta/uniform_fallback": mw.uniform, "meta_loss": mw.meta_loss})
+        return host_logs(terms)
 
     def write_figures(self, run_dir: Path, cases, device: torch.device) -> None:
         """`l2b_curves.png`: the meta/ scalars over training."""

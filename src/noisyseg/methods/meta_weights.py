@@ -72,8 +72,10 @@ class MetaWeights:
         raw_real: (N, *S) w̃ʳ = η⟨∇θ ℓʳ_i, ∇θ L_meta⟩ (may be negative).
         raw_pseudo: (N, *S) w̃ᵖ likewise for ℓᵖ.
         pseudo_label: (N, *S) long, the ŷ the weights refer to.
-        meta_loss: L_meta(θ) on the meta batch.
-        uniform: True when every raw weight was ≤ 0 and the uniform fallback was used.
+        meta_loss: L_meta(θ) on the meta batch, a 0-dim tensor.
+        uniform: 0-dim bool tensor, true when every raw weight was ≤ 0 and the uniform
+            fallback was used.
+    Both stay on the device, so a step can copy them to the host with its other logs.
     """
 
     alpha: torch.Tensor
@@ -81,8 +83,8 @@ class MetaWeights:
     raw_real: torch.Tensor
     raw_pseudo: torch.Tensor
     pseudo_label: torch.Tensor
-    meta_loss: float
-    uniform: bool
+    meta_loss: torch.Tensor
+    uniform: torch.Tensor
 
 
 @contextlib.contextmanager
@@ -111,7 +113,7 @@ def ce_meta_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 
 def meta_gradient(net: nn.Module, meta_image: torch.Tensor, meta_label: torch.Tensor,
                   meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ce_meta_loss,
-                  ) -> tuple[dict[str, torch.Tensor], float]:
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """g = ∇θ L_meta(θ) over the trainable parameters, detached, and L_meta's value.
 
     Args:
@@ -120,7 +122,7 @@ def meta_gradient(net: nn.Module, meta_image: torch.Tensor, meta_label: torch.Te
         meta_label: (N, *S) long, its trusted labels.
         meta_loss: (logits, label) → scalar.
     Returns:
-        ({parameter name: gradient}, loss value). Parameters the loss does not reach get 0.
+        ({parameter name: gradient}, detached 0-dim loss). Parameters the loss does not reach get 0.
         Parameters' `.grad` fields and batch-norm buffers are left untouched.
     """
     params = _trainable(net)
@@ -128,7 +130,7 @@ def meta_gradient(net: nn.Module, meta_image: torch.Tensor, meta_label: torch.Te
         loss = meta_loss(net(meta_image), meta_label)
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     g = {k: (torch.zeros_like(p) if gr is None else gr.detach()) for (k, p), gr in zip(params.items(), grads)}
-    return g, float(loss.detach())
+    return g, loss.detach()
 
 
 def pixel_loss_directional(net: nn.Module, image: torch.Tensor, label: torch.Tensor,
@@ -163,28 +165,28 @@ def pixel_loss_directional(net: nn.Module, image: torch.Tensor, label: torch.Ten
         yhat = fwAD.unpack_dual(logits).primal.max(1).indices if pseudo_label is None else pseudo_label
         dot_r = fwAD.unpack_dual(pixel_loss(logits, label)).tangent
         dot_p = fwAD.unpack_dual(pixel_loss(logits, yhat)).tangent
-    zero = torch.zeros(label.shape, dtype=torch.float32, device=image.device)
-    return (zero if dot_r is None else dot_r), (zero if dot_p is None else dot_p), yhat
+    return dot_r, dot_p, yhat
 
 
-def normalise_weights(raw_real: torch.Tensor, raw_pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def normalise_weights(raw_real: torch.Tensor, raw_pseudo: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """α, β = max(w̃, 0) / Z with Z the sum of both clipped maps over the batch.
 
     Args:
         raw_real, raw_pseudo: (N, *S) raw weights.
     Returns:
         (alpha, beta, uniform): (N, *S) each, non-negative, Σα + Σβ = 1. When Z = 0 both are
-        1/(2M) for M = raw_real.numel() pixels and `uniform` is True.
+        1/(2M) for M = raw_real.numel() pixels and `uniform` (a 0-dim bool tensor) is true.
+        No host sync: the branch is a `torch.where`.
     """
     a, b = raw_real.clamp_min(0), raw_pseudo.clamp_min(0)
     z = a.sum() + b.sum()
-    if not bool(z > 0):
-        u = torch.full_like(a, 0.5 / a.numel())
-        return u, u.clone(), True
-    return a / z, b / z, False
+    uniform = z <= 0
+    u = 0.5 / a.numel()
+    return torch.where(uniform, u, a / z), torch.where(uniform, u, b / z), uniform
 
 
-def _weights(raw_r: torch.Tensor, raw_p: torch.Tensor, yhat: torch.Tensor, lmeta: float) -> MetaWeights:
+def _weights(raw_r: torch.Tensor, raw_p: torch.Tensor, yhat: torch.Tensor, lmeta: torch.Tensor) -> MetaWeights:
     alpha, beta, uniform = normalise_weights(raw_r, raw_p)
     return MetaWeights(alpha, beta, raw_r, raw_p, yhat, lmeta, uniform)
 

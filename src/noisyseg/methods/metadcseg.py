@@ -183,7 +183,7 @@ def dcd_gamma(dist_map: torch.Tensor, region: torch.Tensor, temperature: float) 
     q_bd = torch.softmax(-dist_map / temperature, dim=1)[:, BOUNDARY]
     g = own + q_bd
     mean = g.mean()
-    return g / mean if bool(mean > 0) else torch.ones_like(g)
+    return torch.where(mean > 0, g / mean, torch.ones_like(g))  # (no host sync)
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,8 +319,9 @@ class MetaDCSeg(Method):
                 terms["meta/gamma_boundary_mean"] = (gamma * boundary).sum() / boundary.sum()
             if "clean_label" in batch:  # benchmarks only: how much weight lands on wrong labels
                 terms.update(wrong_label_logs(alpha, label, batch["clean_label"]))
-        logs = host_logs(terms)  # one device-to-host copy
-        logs.update({"meta/stage": float(stage), "meta/uniform_fallback": float(mw.uniform), "meta_loss": mw.meta_loss})
+            terms.update({"meta/uniform_fallback": mw.uniform, "meta_loss": mw.meta_loss})
+        logs = host_logs(terms)  # the step's one device-to-host copy
+        logs["meta/stage"] = float(stage)
         return StepOutput(loss, logs)
 
     # -- figures ---------------------------------------------------------------------

@@ -108,7 +108,7 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput, class_counts
+from .base import Method, StepInfo, StepOutput, class_counts, host_values
 from .losses import one_hot, soft_dice_loss, weighted_mean
 from .meta_weights import frozen_norm_stats
 from .registry import register
@@ -244,18 +244,19 @@ def prune_counts(calibrated: torch.Tensor) -> torch.Tensor:
     return torch.floor(torch.where(eye, new_d.unsqueeze(1).expand_as(new), new))
 
 
-def _rank_within_class(group: torch.Tensor, score: torch.Tensor, num_classes: int, descending: bool) -> torch.Tensor:
+def _rank_within_class(group: torch.Tensor, score: torch.Tensor, num_classes: int, descending: bool,
+                       counts: torch.Tensor) -> torch.Tensor:
     """Rank (0 = first) of every pixel's score among the pixels of its class, ties by index.
 
     Args:
         group: (M,) long class of each pixel; score: (M,) float.
+        counts: (K,) pixels per class, `class_counts(group, num_classes)`.
 
     Returns:
         (M,) long.
     """
     order = torch.sort(score, descending=descending, stable=True).indices
     order = order[torch.sort(group[order], stable=True).indices]  # by class, then by score
-    counts = class_counts(group, num_classes)
     starts = torch.cumsum(counts, 0) - counts
     ranks_sorted = torch.arange(group.numel(), device=group.device) - starts[group[order]]
     return torch.empty_like(ranks_sorted).scatter_(0, order, ranks_sorted)
@@ -293,11 +294,11 @@ def find_label_issues(probs: torch.Tensor, label: torch.Tensor, filter_by: CLFil
         by_class = by_rate = None
         if filter_by in ("prune_by_class", "both"):
             n_issues = counts.double() - prune.diagonal()
-            by_class = eligible & (_rank_within_class(y, self_conf, k, descending=False) < n_issues[y])
+            by_class = eligible & (_rank_within_class(y, self_conf, k, descending=False, counts=counts) < n_issues[y])
         if filter_by in ("prune_by_noise_rate", "both"):
             by_rate = torch.zeros_like(eligible)
             for j in range(k):  # loop over classes, not pixels
-                rank = _rank_within_class(y, p[:, j] - self_conf, k, descending=True)
+                rank = _rank_within_class(y, p[:, j] - self_conf, k, descending=True, counts=counts)
                 by_rate |= (y != j) & (rank < prune[:, j][y])
             by_rate &= eligible
         if by_class is None:
@@ -421,6 +422,7 @@ class MTCL(Method):
 
         lab = label.unsqueeze(1)
         ce = -logp.gather(1, lab).squeeze(1)
+        given = one_hot(label, k)
         if self.cl_active(info):
             q = self.teacher_probs(x)
             thr = confident_thresholds(q, label)
@@ -428,14 +430,14 @@ class MTCL(Method):
             keep = (~flags).float()
             teacher_label = q.argmax(1)
             s = p.correction_strength
-            target = s * one_hot(teacher_label, k) + (1.0 - s) * one_hot(label, k)
+            target = s * one_hot(teacher_label, k) + (1.0 - s) * given
             l_corr = (flags.float() * -(target * logp).sum(1)).sum() / flags.numel()
         else:
             flags = torch.zeros_like(label, dtype=torch.bool)
             thr = torch.full((k,), float("nan"), device=x.device)
             keep, teacher_label = None, None
             l_corr = torch.zeros((), device=x.device)
-        l_sup = weighted_mean(ce, keep) + soft_dice_loss(probs, one_hot(label, k), keep)
+        l_sup = weighted_mean(ce, keep) + soft_dice_loss(probs, given, keep)
         loss = l_sup + p.lambda_corrected * l_corr + w_cons * l_cons
         terms = {"loss/sup": l_sup.detach(), "loss/corr": l_corr.detach(), "loss/cons": l_cons.detach()}
         return StepOutput(loss, self._logs(thr, flags, teacher_label, w_cons, batch, terms))
@@ -455,8 +457,7 @@ class MTCL(Method):
             fixed = ((teacher_label == clean).float() * f).sum() if teacher_label is not None else f.sum() * 0
             names += ["mtcl/wrong_label_rate", "mtcl/flag_precision", "mtcl/flag_recall", "mtcl/correction_acc"]
             values.append(torch.stack([wrong.mean(), both / f.sum(), both / wrong.sum(), fixed / f.sum()]))
-        flat = torch.cat([v.reshape(-1) for v in values]).cpu().tolist()
-        return dict(zip(names, flat))
+        return host_values(names, values)
 
     def after_step(self, info: StepInfo) -> None:
         """EMA of the student into the teacher (parameters and floating buffers)."""

@@ -9,7 +9,7 @@ possibly noisy, labels ỹ; each pair of networks selects the pixels the third o
   1 − R(t) with the smallest teacher loss ½(ℓʲ + ℓᵏ) is kept: the set S_i;
 * network i is trained on S_i: L = Σ_i mean_{S_i} ℓⁱ  (+ soft Dice restricted to S_i);
 * R(t) is Co-teaching's linear ramp, R(t) = forget_rate · min(t / (gradual_fraction · T), 1)
-  (`forget_rate_at`, imported from methods/coteaching.py, as is `small_loss_mask`);
+  (`CoTeaching.forget_rate`, from methods/coteaching.py, as is `small_loss_mask`);
 * inference averages the three networks' softmax.
 
 Agreement removes pixels whose prediction is uncertain (the teachers disagree); the
@@ -64,9 +64,17 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput, mean_softmax, selection_log_values
-from .coteaching import forget_rate_at, selected_loss, small_loss_mask
-from .losses import pixel_ce
+from .base import (
+    Method,
+    StepInfo,
+    StepOutput,
+    dice_by_default,
+    host_values,
+    mean_softmax,
+    selection_log_values,
+)
+from .coteaching import CoTeaching, selected_loss, small_loss_mask
+from .losses import one_hot, pixel_ce
 from .registry import register
 
 PEERS = ((1, 2), (0, 2), (0, 1))  # the two teachers of each network
@@ -129,15 +137,13 @@ class TriNet(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG advances between calls: three different initialisations
         self.net3 = make_net()
-        self.use_dice = (spatial_dims == 3) if params.dice is None else bool(params.dice)
+        self.use_dice = dice_by_default(params.dice, spatial_dims)
 
     @property
     def nets(self) -> tuple:
         return (self.net1, self.net2, self.net3)
 
-    def forget_rate(self, info: StepInfo) -> float:
-        """R(t) for this step."""
-        return forget_rate_at(info.step, info.max_steps, self.params.forget_rate, self.params.gradual_fraction)
+    forget_rate = CoTeaching.forget_rate  # R(t) for this step, the same schedule
 
     def warmup_steps(self, max_steps: int) -> int:
         return round(self.params.warmup_fraction * max_steps)
@@ -149,7 +155,8 @@ class TriNet(Method):
         preds = [lg.detach().argmax(1) for lg in logits]
         rate = self.forget_rate(info)
         sels = self.select(ces, preds, label, rate, info.step >= self.warmup_steps(info.max_steps))
-        losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice) for i in range(3)]
+        target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by the three losses
+        losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice, target) for i in range(3)]
         agrees = [preds[j] == preds[k] for j, k in PEERS]
         loss = losses[0] + losses[1] + losses[2]
         return StepOutput(loss, self._logs(rate, sels, agrees, losses, batch))
@@ -184,8 +191,7 @@ class TriNet(Method):
             sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"])
             names += sel_names
             values.append(sel_values)
-        flat = torch.cat(values).cpu().tolist()
-        return {"forget_rate": rate, **dict(zip(names, flat))}
+        return {"forget_rate": rate, **host_values(names, values)}
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the three networks' softmax (N, K, *S), or one network by `params.inference`."""
