@@ -11,6 +11,11 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "example.yaml"
 
 def test_example_config_lists_every_option_with_its_default():
     assert load_config(EXAMPLE) == RunConfig()
+    import yaml
+
+    written = yaml.safe_load(EXAMPLE.read_text())
+    for section, field in RunConfig.model_fields.items():  # every option is in the file, not just defaulted
+        assert set(written[section]) == set(field.annotation.model_fields), section
 
 
 def test_overrides_merge_deeply_and_are_validated():

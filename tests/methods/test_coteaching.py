@@ -57,7 +57,6 @@ def test_small_loss_mask_rounds_half_up_and_breaks_ties_by_position():
     assert small_loss_mask(loss, 0.125).tolist() == [[False, True, False, False]]  # 0.5 -> 1
     ties = torch.tensor([[1.0, 0.5, 0.5, 0.5, 0.5, 2.0]])
     assert small_loss_mask(ties, 0.5).tolist() == [[False, True, True, True, False, False]]
-    assert small_loss_mask(ties, 0.5).tolist() == small_loss_mask(ties.clone(), 0.5).tolist()
     with pytest.raises(ValueError):
         small_loss_mask(loss, 1.5)
 
