@@ -35,3 +35,18 @@ def test_atomic_dir_refuses_a_full_folder_and_leaves_no_partial_one(tmp_path):
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "g").write_text("2")
     assert sorted(p.name for p in out.iterdir()) == ["g"]
+
+
+def test_atomic_dir_leaves_the_mode_of_hard_linked_source_files_alone(tmp_path):
+    """A dataset copied by hard links (noise's Decathlon copy) must not chmod the user's files."""
+    import os
+    import stat
+
+    src = tmp_path / "source.nii.gz"
+    src.write_bytes(b"data")
+    os.chmod(src, 0o440)
+    with atomic_dir(tmp_path / "out") as tmp:
+        os.link(src, tmp / "linked.nii.gz")
+        (tmp / "own.txt").write_text("x")
+    assert stat.S_IMODE(src.stat().st_mode) == 0o440
+    assert stat.S_IMODE((tmp_path / "out" / "own.txt").stat().st_mode) == 0o644

@@ -183,6 +183,9 @@ def evaluate(*, pred: Path | str, truth: Path | str, out: Path | str, convention
     if ds is None:
         return evaluate_folders(pred, truth, out, num_classes=num_classes, convention=convention,
                                 include_background=include_background)
+    if num_classes is not None and num_classes != ds.num_classes:
+        raise ConfigError(f"--num-classes {num_classes}: dataset {ds.root} has {ds.num_classes} classes "
+                          f"({', '.join(ds.class_names)})")
     with tempfile.TemporaryDirectory(prefix=".noisyseg_truth.") as tmp:
         for ref in split_cases(ds, split):
             c = ref.load()

@@ -216,11 +216,16 @@ def benchmark(
 
     Writes results.csv, summary.md (mean ± std, best in bold, published numbers beside),
     summary.json and figures/ into --out; finished method/seed runs are skipped on rerun."""
-    from .benchmark import run_benchmark
+    from .benchmark import BenchmarkInterrupted, run_benchmark
 
     method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    result = run_benchmark(config, out, data=data, methods=method_list, seeds=seeds, max_steps=max_steps,
-                           overrides={"train": {"device": device.value}} if device else None, progress=not quiet)
+    try:
+        result = run_benchmark(config, out, data=data, methods=method_list, seeds=seeds, max_steps=max_steps,
+                               overrides={"train": {"device": device.value}} if device else None,
+                               progress=not quiet)
+    except BenchmarkInterrupted as exc:
+        typer.echo(f"noisyseg: interrupted: {exc}", err=True)
+        raise typer.Exit(130)
     typer.echo(result.table)
     typer.echo(f"\nresults.csv, summary.md and figures in {out}")
 

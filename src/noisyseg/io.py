@@ -160,13 +160,15 @@ def atomic_dir(out_dir: Path | str, overwrite: bool = False) -> Iterator[Path]:
         if not out_dir.is_dir():
             raise DataError(f"{out_dir}: exists and is not a folder")
         if any(out_dir.iterdir()) and not overwrite:
-            raise DataError(f"{out_dir}: folder exists and is not empty ")
+            raise DataError(f"{out_dir}: folder exists and is not empty")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private
     try:
         yield tmp
-        for path in tmp.rglob("*"):  # per-file atomic writes leave mkstemp's private mode
+        for path in tmp.rglob("*"):  # private modes (mkstemp/mkdtemp) become ordinary ones
+            if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
+                continue  # a link to someone else's file (e.g. a dataset copy by hard links): not ours
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         if out_dir.exists():
             old = tmp.with_name(tmp.name[: -len(".partial")] + ".old")

@@ -96,6 +96,26 @@ def test_rerun_skips_finished_runs_and_redoes_an_interrupted_one(tiny_bench):
     assert "reused" not in json.loads(kept.read_text())
 
 
+def test_an_interrupted_run_is_not_recorded_as_finished_and_resumes(tmp_path, mni_small, monkeypatch):
+    import functools
+
+    import noisyseg.engine.trainer as trainer
+    from noisyseg.benchmark import BenchmarkInterrupted
+
+    cfg = write_config(tmp_path / "i.yaml", mni_small, methods=["supervised"], clean_ceiling=False)
+    out = tmp_path / "out"
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train", functools.partial(real_train, stop_at_step=2))  # as if killed at step 2
+    with pytest.raises(BenchmarkInterrupted, match="resume"):
+        run_benchmark(cfg, out, progress=False)
+    run = out / "runs" / "1" / "supervised" / "seed0"
+    assert not (run / "result.json").exists() and (run / "checkpoints" / "last.pt").is_file()
+    monkeypatch.setattr(trainer, "train", real_train)
+    run_benchmark(cfg, out, progress=False)
+    record = json.loads((run / "result.json").read_text())
+    assert record["resumed"] is True
+
+
 def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench, tmp_path, mni_small):
     cfg, out, _ = tiny_bench
     with pytest.raises(ConfigError, match="different benchmark"):
@@ -141,6 +161,11 @@ def test_aggregate_averages_cases_then_classes_then_seeds():
     assert st[0] == pytest.approx(0.675) and st[1] == pytest.approx(np.std([0.65, 0.70], ddof=1)) and st[2] == 2
     one = aggregate(recs[:1], ["mean"], classes)["0.2"]["m"]["mean"]["dice"]
     assert one[0] == pytest.approx(0.65) and one[1] == pytest.approx(0.05) and one[2] == 1  # std over cases
+    # a seed without a value (every class absent) is left out; the std is the other seed's
+    empty = _record("0.2", "m", 2, {"c1": {"a": float("nan"), "b": float("nan")}})
+    for order in ([empty, recs[0]], [recs[0], empty]):
+        st = aggregate(order, ["mean"], classes)["0.2"]["m"]["mean"]["dice"]
+        assert st[0] == pytest.approx(0.65) and st[1] == pytest.approx(0.05) and st[2] == 1, order
 
 
 def test_table_bolds_the_best_noisy_method_per_column_and_shows_paper_numbers():

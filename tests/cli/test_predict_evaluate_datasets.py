@@ -77,3 +77,6 @@ def test_evaluate_against_the_dataset_reads_labels_from_h5_and_both_conventions(
         assert float(row[header.index("hd95_1")]) == pytest.approx(m["hd95_1"], nan_ok=True)
         assert float(row[header.index("dice_1")]) == pytest.approx(m["dice_1"])
     assert summaries["monai"]["metrics"]["dice_1"]["n"] == 2
+    res = runner.invoke(app, ["evaluate", "--pred", str(pred), "--truth", str(data), "--out", str(root / "ev_k3"),
+                              "--num-classes", "3"])  # the dataset says 2: refused, nothing written
+    assert res.exit_code == 2 and "--num-classes 3" in res.output and not (root / "ev_k3").exists()

@@ -166,6 +166,13 @@ def test_case_twice_in_training(tmp_path):
         read_promise12(root)
 
 
+def test_case_twice_in_one_folder_as_mhd_and_mha(tmp_path):
+    root = make_promise12(tmp_path / "p", unlabelled=())
+    w.metaimage(root / "Case02.mha", mri(SHAPES["Case02"]), SPACING)
+    with pytest.raises(DataError, match=r"Case02\.m(hd|ha): case 'Case02' found twice"):
+        read_promise12(root)
+
+
 def test_not_promise12(tmp_path):
     (tmp_path / "x").mkdir()
     w.metaimage(tmp_path / "x" / "scan.mhd", mri((4, 4, 4)))

@@ -27,6 +27,8 @@ def test_resampled_case_has_the_target_grid_and_keeps_label_values():
     assert set(np.unique(r.label)) == {0, 1, 2}  # nearest neighbour: no new values
     assert r.spacing == (1.0, 1.0, 1.0)
     np.testing.assert_allclose(np.diag(r.affine)[:3], [1.0, 1.0, 1.0])
+    # the first new voxel's centre is the centre of the two old voxels it covers (x, y), 0 in z
+    np.testing.assert_allclose(r.affine[:3, 3], [0.25, 0.25, 0.0])
     # the foreground volume in mm^3 is preserved up to the grid's rounding
     assert abs((r.label > 0).sum() * 1.0 - (c.label > 0).sum() * 0.25) <= 0.15 * (c.label > 0).sum() * 0.25
     assert resample_case(c, None) is c

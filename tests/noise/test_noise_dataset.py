@@ -59,6 +59,30 @@ def test_3d_nifti_copy_keeps_the_affine_and_label_values(phantom3d, tmp_path):
         assert set(np.unique(np.asarray(a.dataobj))) <= set(np.unique(np.asarray(b.dataobj)))
 
 
+def test_decathlon_copy_with_metaimage_labels_is_readable_and_keeps_geometry(phantom3d, tmp_path):
+    """.mhd labels name a .raw file beside them: the copy must carry whole files and the offset."""
+    from noisyseg.io import read_file, write_image, write_label
+
+    src = tmp_path / "mhd"
+    meta = json.loads((phantom3d / "dataset.json").read_text())
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    affine[:3, 3] = (5.0, 6.0, 7.0)
+    for entry in meta["training"]:
+        for key, writer in (("image", write_image), ("label", write_label)):
+            name = entry[key].replace(".nii.gz", ".mhd")
+            writer(src / name, np.asarray(read_file(phantom3d / entry[key]).array), affine=affine)
+            entry[key] = name
+    meta["test"] = []
+    (src / "dataset.json").write_text(json.dumps(meta))
+    out = make_noisy_dataset(src, tmp_path / "n", protocol="markov", seed=0, progress=False)
+    for ref in open_dataset(out).train:
+        case = ref.load()  # reads labelsTr and labelsTr_clean (their data files included)
+        np.testing.assert_allclose(case.affine, affine)
+        assert case.clean_label is not None
+    for folder in ("labelsTr", "labelsTr_clean"):
+        np.testing.assert_allclose(read_file(next((out / folder).glob("*.mhd"))).affine, affine)
+
+
 def test_h5_layout_is_converted_to_a_readable_decathlon_copy(tmp_path):
     import h5py
 

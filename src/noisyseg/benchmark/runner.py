@@ -33,6 +33,11 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
 
+class BenchmarkInterrupted(Exception):
+    """Training of one run stopped on a signal; its checkpoint is kept and a rerun of the same
+    benchmark resumes it (the run is not evaluated or recorded as finished)."""
+
+
 @dataclass
 class RunKey:
     """One training run of the benchmark."""
@@ -207,8 +212,11 @@ def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, ou
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # an interrupted start: nothing worth keeping
     t0 = time.perf_counter()
-    api.train(data=data_dir, out=run_dir, overrides=_run_config(cfg, spec, method, key.seed, max_steps),
-              clean_cases=trusted_file, resume=resume, progress=progress)
+    res = api.train(data=data_dir, out=run_dir, overrides=_run_config(cfg, spec, method, key.seed, max_steps),
+                    clean_cases=trusted_file, resume=resume, progress=progress)
+    if res.interrupted:
+        raise BenchmarkInterrupted(f"{run_dir}: interrupted at step {res.steps_done}; "
+                                   "run the same command again to resume")
     train_s = time.perf_counter() - t0
     rows = evaluate_run(run_dir, test_cases, ds, spec.convention)
     record = {"level": key.level, "method": key.method, "seed": key.seed, "method_params": params,

@@ -38,7 +38,7 @@ class NoiseSpec(StrictModel):
 
     Args:
         protocol: a protocol of `noisyseg noise`, or 'given' to use the dataset's labels as
-            they are (its `labelsTr_clean/` then gives the clean ceiling).
+            they are (no clean-label ceiling is trained then; test labels are taken as clean).
         levels: one benchmark per level (null for protocols without a level).
         seed: noise seed (the same noisy labels for every method and training seed).
         params: the protocol's own parameters (e.g. morph size_range).

@@ -70,11 +70,12 @@ def aggregate(records: list[dict], targets: list[str], class_names: list[str]) -
                 out[level][method][t] = {}
                 for m in METRICS:
                     vals = np.array([r[t][m][0] for r in runs], dtype=float)
-                    vals = vals[np.isfinite(vals)]
+                    finite = np.flatnonzero(np.isfinite(vals))
+                    vals = vals[finite]
                     if vals.size == 0:
                         stat = (math.nan, math.nan, 0)
-                    elif vals.size == 1:
-                        stat = (float(vals[0]), runs[0][t][m][1], 1)
+                    elif vals.size == 1:  # one seed with a value: its std over cases
+                        stat = (float(vals[0]), runs[finite[0]][t][m][1], 1)
                     else:
                         stat = (float(vals.mean()), float(vals.std(ddof=1)), int(vals.size))
                     out[level][method][t][m] = stat

@@ -115,9 +115,17 @@ def read_promise12(root: Path | str, *, clean_cases_file: Path | str | None = No
     train: dict[str, CaseRef] = {}
     test: dict[str, CaseRef] = {}
     for folder, is_test in _folders(root):
-        files = _metaimage_files(folder)
-        masks = {case_id(p)[: -len(MASK_SUFFIX)]: p for p in files if case_id(p).lower().endswith(MASK_SUFFIX)}
-        images = {case_id(p): p for p in files if MASK_SUFFIX not in case_id(p).lower()}
+        masks: dict[str, Path] = {}
+        images: dict[str, Path] = {}
+        for p in _metaimage_files(folder):  # CaseNN.mhd beside CaseNN.mha is one case twice
+            cid = case_id(p)
+            is_mask = cid.lower().endswith(MASK_SUFFIX)
+            if not is_mask and MASK_SUFFIX in cid.lower():
+                continue
+            group, key = (masks, cid[: -len(MASK_SUFFIX)]) if is_mask else (images, cid)
+            if key in group:
+                raise DataError(f"{p}: case '{key}' found twice (also {group[key]})")
+            group[key] = p
         for cid, mask in masks.items():
             if cid not in images:
                 raise DataError(f"{mask}: mask without its image {cid}.mhd in {folder}")

@@ -48,6 +48,8 @@ def resample_case(case: Case, target: Sequence[float] | None) -> Case:
         return case
     f = zoom_factors(case.spacing, target)
     affine = case.affine.copy()
+    # voxel centres (grid_mode): new voxel 0 sits at old index 0.5/f − 0.5 of each axis
+    affine[:3, 3] += case.affine[:3, :len(f[:3])] @ (0.5 / np.asarray(f[:3]) - 0.5)
     for ax, fac in enumerate(f[:3]):
         affine[:3, ax] = affine[:3, ax] / fac
     return replace(case, image=resample_image(case.image, f),

@@ -29,6 +29,7 @@ from ..errors import ConfigError, DataError, unknown_name
 from ..io import (
     atomic_dir,
     case_id,
+    file_kind,
     list_case_files,
     read_file,
     write_label,
@@ -127,8 +128,13 @@ def _write_decathlon_copy(ds: Dataset, tmp: Path, cases: list[Case], noisy: list
         src = originals.get(case.id)
         if src is None:
             raise DataError(f"{root / 'labelsTr'}: no label file for case '{case.id}'")
-        _link_or_copy(str(src), str(tmp / "labelsTr_clean" / src.name))
-        affine = read_file(src).affine if src.name.endswith((".nii", ".nii.gz")) else None
+        kind = file_kind(src)
+        affine = None if kind == "image2d" else read_file(src).affine
+        if kind == "metaimage":  # a header naming a data file beside it: write a whole copy
+            write_label(tmp / "labelsTr_clean" / src.name, values[_clean_of(case)], affine=affine,
+                        spacing=case.spacing)
+        else:
+            _link_or_copy(str(src), str(tmp / "labelsTr_clean" / src.name))
         write_label(tmp / "labelsTr" / src.name, values[lab], affine=affine, spacing=case.spacing)
 
 
