@@ -46,7 +46,7 @@ Choices beyond METHODS.md §2 (all [choice]; see also meta_weights.py):
   formulas of some autocast-ed ops are less exercised); the meta passes run in float32.
 - Cost (benchmarks/bench_metadcseg.py, 2D U-Net, batch 4 of 128², 2 CPU threads): about
   3x a `supervised` step (2.95-3.35x; double backward: 5.0-5.7x). The floor of the exact
-  route, measured beside it, is 2.9-3.0x: one meta forward/backward (~0.9 step), one
+  route, measured beside it, is 2.9-3.1x: one meta forward/backward (~0.9 step), one
   forward-mode pass (primal + tangent, ~1 step: the tangent of each convolution is two
   convolutions) and the training forward/backward (1 step). Reusing the forward-mode pass's
   primal output as the training forward was measured slower (autograd then records the
