@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# the file-format writers of tests/data (format_files) serve tests in every folder
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
 
 
 @pytest.fixture(scope="session")

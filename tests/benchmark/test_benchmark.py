@@ -20,7 +20,7 @@ from noisyseg.errors import ConfigError
 from noisyseg.io import read_file
 from noisyseg.metrics import case_metrics
 
-import format_files as w  # tests/data helper, on sys.path via conftest
+import format_files as w  # tests/data helper, on sys.path via tests/conftest.py
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY_2D = {

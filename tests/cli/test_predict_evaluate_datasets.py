@@ -5,8 +5,6 @@ files, and the medpy convention differs from the MONAI one exactly as documented
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -16,8 +14,7 @@ from typer.testing import CliRunner
 from noisyseg.cli import app
 from noisyseg.metrics import case_metrics
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-import format_files as w  # noqa: E402
+import format_files as w  # tests/data helper, on sys.path via tests/conftest.py
 
 runner = CliRunner()
 TINY = ["--max-steps", "3"]

@@ -84,19 +84,9 @@ def test_decathlon_copy_with_metaimage_labels_is_readable_and_keeps_geometry(pha
 
 
 def test_h5_layout_is_converted_to_a_readable_decathlon_copy(tmp_path):
-    import h5py
+    import format_files as w  # tests/data helper
 
-    rng = np.random.default_rng(0)
-    root = tmp_path / "LA"
-    ids = ["A1", "B2", "C3"]
-    for cid in ids:
-        (root / "2018LA_Seg_Training Set" / cid).mkdir(parents=True)
-        lab = np.zeros((24, 20, 16), np.uint8)
-        lab[6:18, 5:15, 4:12] = 1
-        with h5py.File(root / "2018LA_Seg_Training Set" / cid / "mri_norm2.h5", "w") as h:
-            h["image"] = rng.normal(size=lab.shape).astype(np.float32) + lab
-            h["label"] = lab
-    (root / "train.list").write_text("\n".join(ids) + "\n")
+    root = w.la_dataset(tmp_path / "LA", n_train=3)
     out = make_noisy_dataset(root, tmp_path / "n", protocol="morph", level=1.0, seed=0, progress=False)
     ds = open_dataset(out)
     src = open_dataset(root)
