@@ -80,22 +80,26 @@ def predict_image(method, image: np.ndarray, info: dict, cfg: RunConfig,
                   spacing: tuple[float, ...] | None = None) -> np.ndarray:
     """Class probabilities (K, *S) of one normalised image (C, *S) with a loaded run.
 
-    Runs trained with `data.target_spacing` predict on the resampled image and return
-    probabilities interpolated back to the input grid; they need the image's `spacing`."""
-    from .data.resample import resample_image, restore_probs, zoom_factors
+    Runs trained with `data.target_spacing` predict on the resampled image, runs trained with
+    `data.slice_size` on each slice resized to it; the probabilities are interpolated back to
+    the input grid. Resampling needs the image's `spacing`."""
+    from .data.resample import in_plane_factors, resample_image, restore_probs, zoom_factors
     from .engine.inference import predict_case
 
     device = next(method.parameters()).device
-    target = cfg.data.target_spacing
+    target, size = cfg.data.target_spacing, cfg.data.slice_size
     x = image
     if target is not None:
         if spacing is None:
             raise ConfigError("this run resamples to data.target_spacing: the image's spacing is needed")
         x = resample_image(image, zoom_factors(spacing, target))
+    if size is not None:
+        slice_axis = info["slice_axis"] if x.ndim - 1 > info["train_dims"] else None
+        x = resample_image(x, in_plane_factors(x.shape[1:], size, slice_axis))
     probs = predict_case(method.predict_proba, x, patch_size=info["patch_size"], overlap=cfg.train.sw_overlap,
                          mode=cfg.train.sw_mode, slice_axis=info["slice_axis"], device=device,
                          stride=cfg.train.sw_stride)
-    return probs if target is None else restore_probs(probs, image.shape[1:])
+    return restore_probs(probs, image.shape[1:])
 
 
 def to_label_values(pred: np.ndarray, label_values: list[int]) -> np.ndarray:
@@ -116,12 +120,13 @@ def dataset_folder(path: Path | str):
 
 
 def split_cases(ds, split: str) -> list:
-    """The CaseRefs of a dataset split: 'test', 'train' or 'all'; DataError when empty."""
-    refs = {"test": ds.test, "train": ds.train, "all": ds.train + ds.test}.get(split)
-    if refs is None:
-        raise ConfigError(f"split must be test, train or all, got '{split}'")
+    """The CaseRefs of a dataset split: 'test', 'val', 'train' or 'all'; DataError when empty."""
+    if split not in ("test", "val", "train", "all"):
+        raise ConfigError(f"split must be test, val, train or all, got '{split}'")
+    refs = ds.split(split)
     if not refs:
-        hint = " (use --split train)" if split == "test" else ""
+        others = [s for s in ("val", "train") if s != split and ds.split(s)]
+        hint = f" (use --split {others[0]})" if split == "test" and others else ""
         raise DataError(f"{ds.root}: no {split} cases{hint}")
     return refs
 
@@ -194,4 +199,5 @@ def evaluate(*, pred: Path | str, truth: Path | str, out: Path | str, convention
             write_label(Path(tmp) / label_file_name(c.id, c.image_path),
                         to_label_values(c.label, ds.label_values), affine=c.affine, spacing=c.spacing)
         return evaluate_folders(pred, tmp, out, convention=convention, include_background=include_background,
-                                label_values=ds.label_values, regions=ds.regions)
+                                label_values=ds.label_values, regions=ds.regions,
+                                distance_unit="mm" if ds.spacing_known else "pixel")

@@ -80,7 +80,7 @@ def predict(
     out: Path = typer.Option(..., help="folder for the predicted label maps (same file names, or <ID>.nii.gz)"),
     checkpoint: str = typer.Option("best", help="best (validation-selected) or last"),
     device: Device = typer.Option(Device.auto),
-    split: str = typer.Option("test", help="dataset folders: test, train or all"),
+    split: str = typer.Option("test", help="dataset folders: test, val, train or all"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Predict label maps for every image of a folder, or every case of a dataset split, with a trained run."""
@@ -101,7 +101,7 @@ def evaluate(
     convention: Convention = typer.Option(Convention.monai, help="surface-distance convention"),
     num_classes: Optional[int] = typer.Option(None, help="classes incl. background (default: from the files)"),
     include_background: bool = typer.Option(False, help="also score class 0"),
-    split: str = typer.Option("test", help="--truth dataset folders: test, train or all"),
+    split: str = typer.Option("test", help="--truth dataset folders: test, val, train or all"),
 ) -> None:
     """Dice, IoU, HD95 and ASD per case and class; mean and std in summary.json.
 

@@ -36,6 +36,10 @@ class DataConfig(StrictModel):
         target_spacing: resample every case to this voxel size in mm (images linear,
             labels nearest) before training and prediction; predictions are interpolated
             back to the input grid. None keeps the data's own grid.
+        slice_size: 2D runs only: resize every 2D image or slice of a volume in plane to
+            this size (images linear, labels nearest) for training, and predict each slice
+            at this size, the probabilities resized back to the input's own grid. None
+            keeps each slice's size (patches are cropped or padded).
     """
 
     spatial_dims: Literal[2, 3] | None = None
@@ -46,6 +50,7 @@ class DataConfig(StrictModel):
     slice_axis: int = -1
     augment: bool = True
     target_spacing: list[float] | None = None
+    slice_size: list[int] | None = None
 
 
 class NetConfig(StrictModel):
@@ -119,6 +124,11 @@ class RunConfig(StrictModel):
         ts = self.data.target_spacing
         if ts is not None and any(v <= 0 for v in ts):
             raise ValueError(f"data.target_spacing {ts} must be positive")
+        ss = self.data.slice_size
+        if ss is not None and (len(ss) != 2 or any(v < 1 for v in ss)):
+            raise ValueError(f"data.slice_size {ss} must be 2 positive sizes (height, width of a 2D slice)")
+        if ss is not None and self.data.spatial_dims == 3:
+            raise ValueError("data.slice_size is for 2D runs (data.spatial_dims: 2)")
         stride = self.train.sw_stride
         if stride is not None:
             if any(v < 1 for v in stride):

@@ -28,7 +28,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
-from ..data.case import Case, Dataset
+from ..data.case import Case, Dataset, resolve_trusted_ids
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
@@ -74,13 +74,21 @@ def _demo_data(spec: BenchmarkSpec, out: Path) -> Path:
     return folder
 
 
-def _pick(ids: list[str], n: int, seed: int, salt: int) -> list[str]:
-    """n ids drawn without replacement, in their original order (seeded)."""
+def _pick(ids: list[str], n: int, seed: int, salt: int, groups: dict[str, str] | None = None) -> list[str]:
+    """The ids of n groups (each id its own group without `groups`) drawn without replacement,
+    in their original order (seeded)."""
     if n <= 0:
         return []
+    group = (groups or {}).get
+    units = list(dict.fromkeys(group(i, i) for i in ids))
     rng = np.random.default_rng([seed, salt])
-    chosen = set(rng.choice(len(ids), size=min(n, len(ids)), replace=False).tolist())
-    return [i for k, i in enumerate(ids) if k in chosen]
+    chosen = {units[k] for k in rng.choice(len(units), size=min(n, len(units)), replace=False).tolist()}
+    return [i for i in ids if group(i, i) in chosen]
+
+
+def test_refs(spec: BenchmarkSpec, ds: Dataset) -> list:
+    """The dataset's own cases of the benchmark's test split ('test' or 'val')."""
+    return ds.split(spec.split.test_split)
 
 
 def prepare_data(spec: BenchmarkSpec, ds: Dataset, out: Path, progress: bool) -> tuple[Path, Dataset, list[str]]:
@@ -96,18 +104,20 @@ def prepare_data(spec: BenchmarkSpec, ds: Dataset, out: Path, progress: bool) ->
     source = ds.root
     train_ids = [r.id for r in ds.train]
     sp = spec.split
-    unknown = sorted(set(sp.test_ids) - set(train_ids) - {r.id for r in ds.test})
+    own_test = test_refs(spec, ds)
+    unknown = sorted(set(sp.test_ids) - set(train_ids) - {r.id for r in own_test})
     if unknown:
         raise DataError(f"{source}: benchmark.split.test_ids names '{unknown[0]}', which is not a case of the dataset")
-    need_split = bool(sp.test_ids) or not ds.test
+    need_split = bool(sp.test_ids) or not own_test
     if need_split:
-        test_ids = list(sp.test_ids) or _pick(train_ids, max(1, round(sp.test_fraction * len(train_ids))),
-                                              sp.seed, 11)
+        n_groups = len({ds.group_of(i) for i in train_ids})
+        test_ids = list(sp.test_ids) or _pick(train_ids, max(1, round(sp.test_fraction * n_groups)), sp.seed, 11,
+                                              ds.groups)
         remaining = [i for i in train_ids if i not in set(test_ids)]
     else:
         remaining = train_ids
-    trusted = list(sp.trusted_ids) or [i for i in ds.trusted_ids if i in remaining] \
-        or _pick(remaining, sp.n_trusted, sp.seed, 12)
+    trusted = resolve_trusted_ids(sp.trusted_ids, remaining, "benchmark.split.trusted_ids", ds.groups) \
+        or [i for i in ds.trusted_ids if i in remaining] or _pick(remaining, sp.n_trusted, sp.seed, 12, ds.groups)
     bad = sorted(set(trusted) - set(remaining))
     if bad:
         raise DataError(f"{source}: trusted case '{bad[0]}' is not a training case of the benchmark split")
@@ -115,7 +125,7 @@ def prepare_data(spec: BenchmarkSpec, ds: Dataset, out: Path, progress: bool) ->
         return source, ds, trusted
     folder = out / "data" / "clean"
     if not (folder / "dataset.json").is_file():
-        by_id = {r.id: r for r in ds.train + ds.test}
+        by_id = {r.id: r for r in ds.train + own_test}
         cases = [by_id[i].load() for i in tqdm(remaining, desc="split: training cases", disable=not progress,
                                                  leave=False)]
         for c in cases:
@@ -296,7 +306,7 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
     trusted_file = out / "trusted.txt"
     with atomic_path(trusted_file) as tmp:
         tmp.write_text("".join(f"{i}\n" for i in trusted))
-    test_cases = [r.load() for r in ds.test]
+    test_cases = [r.load() for r in (test_refs(spec, ds) if ds is source_ds else ds.test)]
     if not test_cases or any(c.label is None for c in test_cases):
         raise DataError(f"{clean_dir}: the benchmark needs labelled test cases")
     noisy_dirs = {level_key(lv): make_noisy(spec, clean_dir, lv, trusted_file, out, progress)

@@ -62,19 +62,23 @@ class NoiseSpec(StrictModel):
 
 
 class SplitSpec(StrictModel):
-    """Which cases are tested. The dataset's own labelled test split is used when it has
+    """Which cases are tested. The dataset's own labelled `test_split` is used when it has
     one and nothing is given here; otherwise test cases are held out of the training cases.
+    Held-out test cases and drawn trusted cases are whole groups (an ACDC patient's slices).
 
     Args:
+        test_split: the dataset split tested when it holds labelled cases: 'test', or 'val'
+            (ACDC's validation volumes, when the test volumes are not distributed).
         test_ids: explicit test case ids (taken out of training).
-        test_fraction: share of training cases held out (seeded by `seed`) when the dataset
+        test_fraction: share of training cases (groups) held out (seeded by `seed`) when the dataset
             has no labelled test cases and no test_ids are given.
         trusted_ids: trusted (clean) training cases for methods that need them.
-        n_trusted: number of trusted cases drawn (seeded) when trusted_ids is empty and
+        n_trusted: number of trusted cases (groups: patients) drawn (seeded) when trusted_ids is empty and
             the dataset lists none.
         seed: seed of the drawn splits.
     """
 
+    test_split: Literal["test", "val"] = "test"
     test_ids: list[str] = Field(default_factory=list)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     trusted_ids: list[str] = Field(default_factory=list)

@@ -70,6 +70,14 @@ class Dataset:
         train / test: the cases of each split (test may be empty).
         trusted_ids: training cases whose labels are trusted (methods needing a clean set).
         regions: optional named unions of class indices for evaluation (BraTS WT/TC/ET).
+        has_clean_labels: training cases carry a known clean label (benchmarks).
+        val: an extra labelled split of held-out cases (ACDC's validation volumes).
+        groups: case id -> group id (the patient) for layouts whose cases share a patient;
+            empty when every case is its own group. Splits, noise and trusted cases
+            group by it.
+        train_dims: the training dimensionality the layout is meant for (ACDC: 2, slices
+            stored as one-slice volumes); None follows `spatial_dims`.
+        spacing_known: False when the files carry no voxel spacing (distances in pixels).
     """
 
     root: Path
@@ -83,6 +91,26 @@ class Dataset:
     trusted_ids: list[str] = field(default_factory=list)
     regions: dict[str, list[int]] = field(default_factory=dict)
     has_clean_labels: bool = False
+    val: list[CaseRef] = field(default_factory=list)
+    groups: dict[str, str] = field(default_factory=dict)
+    train_dims: int | None = None
+    spacing_known: bool = True
+
+    def group_of(self, case_id: str) -> str:
+        """The group (patient) of a case; the case itself when the layout has no groups."""
+        return self.groups.get(case_id, case_id)
+
+    def split(self, name: str) -> list[CaseRef]:
+        """The cases of a split: 'train', 'val', 'test' or 'all' (train + val + test).
+
+        Raises:
+            DataError: an unknown split name.
+        """
+        splits = {"train": self.train, "val": self.val, "test": self.test,
+                  "all": self.train + self.val + self.test}
+        if name not in splits:
+            raise DataError(f"split must be one of {', '.join(splits)}, got '{name}'{did_you_mean(name, splits)}")
+        return splits[name]
 
     @property
     def num_classes(self) -> int:
@@ -93,7 +121,7 @@ class Dataset:
         return len(self.modalities)
 
     def case(self, case_id: str) -> CaseRef:
-        for ref in self.train + self.test:
+        for ref in self.train + self.val + self.test:
             if ref.id == case_id:
                 return ref
         raise DataError(f"{self.root}: no case '{case_id}'")
@@ -176,28 +204,43 @@ def normalize_intensity(image: np.ndarray, modality: str) -> np.ndarray:
     return ((img - mean) / max(std, 1e-6)).astype(np.float32)
 
 
-def resolve_trusted_ids(ids: Sequence[str], train_ids: Sequence[str], source: Path | str) -> list[str]:
-    """Check a list of trusted (clean) case ids against the training cases.
+def cases_under(name: str, case_ids: Sequence[str], groups: dict[str, str]) -> list[str]:
+    """The case ids a name stands for: the case itself, or with `groups`, every case of a
+    group (``patient012``) or under an id prefix (a frame ``patient012_frame01`` holds its
+    slices ``patient012_frame01_slice_K``). Empty when nothing matches."""
+    if name in groups.values():
+        return [c for c in case_ids if groups.get(c) == name]
+    if groups:
+        return [c for c in case_ids if c == name or c.startswith(name + "_")]
+    return [name] if name in set(case_ids) else []
+
+
+def resolve_trusted_ids(ids: Sequence[str], train_ids: Sequence[str], source: Path | str,
+                        groups: dict[str, str] | None = None) -> list[str]:
+    """Check a list of trusted (clean) case names against the training cases.
 
     Args:
-        ids: the ids as given (a case list file or a dataset.json key).
+        ids: the names as given (a case list file or a dataset.json key).
         train_ids: ids of the training cases.
         source: where the ids came from, for the message.
+        groups: case id -> group id; a name may then be a group (patient) or an id prefix
+            and stands for all the cases under it (see `cases_under`).
     Returns:
-        the ids in the order given, duplicates removed.
+        the case ids in the order given, duplicates removed.
     Raises:
-        DataError: an id that is not a training case (with a "did you mean" hint).
+        DataError: a name that is no training case (with a "did you mean" hint).
     """
-    known = set(train_ids)
+    known = list(train_ids)
     out: list[str] = []
-    for cid in ids:
-        cid = str(cid).strip()
-        if cid not in known:
+    for name in ids:
+        name = str(name).strip()
+        matched = cases_under(name, known, groups or {})
+        if not matched:
+            names = set(known) | set((groups or {}).values())
             raise DataError(
-                f"{source}: trusted case '{cid}' is not a training case{did_you_mean(cid, known)}"
+                f"{source}: trusted case '{name}' is not a training case{did_you_mean(name, names)}"
             )
-        if cid not in out:
-            out.append(cid)
+        out.extend(c for c in matched if c not in out)
     return out
 
 

@@ -59,4 +59,11 @@ def write_as_decathlon(ds: Dataset, folder: Path, cases: Sequence[Case], labels:
         "clean_cases": list(ds.trusted_ids if trusted_ids is None else trusted_ids),
         "regions_class_indices": ds.regions,
     }
+    ids = {c.id for c in cases} | {r.id for r in test}
+    if ds.groups:
+        meta["case_groups"] = {cid: g for cid, g in ds.groups.items() if cid in ids}
+    if ds.train_dims is not None:
+        meta["train_dims"] = ds.train_dims
+    if not ds.spacing_known:
+        meta["spacing_known"] = False
     (folder / "dataset.json").write_text(json.dumps(meta, indent=2))

@@ -57,6 +57,9 @@ class _JsonMeta:
     test: list[tuple[str, str | None]] | None = None
     clean_cases: list[str] | None = None
     file_ending: str | None = None
+    case_groups: dict[str, str] = field(default_factory=dict)
+    train_dims: int | None = None
+    spacing_known: bool = True
 
 
 def _suffix(path: Path) -> str:
@@ -169,7 +172,22 @@ def _read_json(path: Path) -> _JsonMeta:
         meta.clean_cases = cc
     if isinstance(raw.get("file_ending"), str):
         meta.file_ending = raw["file_ending"]
+    _read_noisyseg_keys(raw, meta, path)
     return meta
+
+
+def _read_noisyseg_keys(raw: dict, meta: _JsonMeta, path: Path) -> None:
+    """The keys noisyseg's converted copies add: 'case_groups' (case id -> patient), 'train_dims'
+    and 'spacing_known' (see Dataset)."""
+    groups = raw.get("case_groups", {})
+    if not isinstance(groups, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in groups.items()):
+        raise DataError(f"{path}: 'case_groups' must map case ids to group ids")
+    meta.case_groups = dict(groups)
+    dims = raw.get("train_dims")
+    if dims not in (None, 2, 3):
+        raise DataError(f"{path}: 'train_dims' must be 2 or 3, got {dims!r}")
+    meta.train_dims = dims
+    meta.spacing_known = bool(raw.get("spacing_known", True))
 
 
 def _index_folder(files: list[Path], split_channels: bool) -> dict[str, list[Path]]:
@@ -466,12 +484,15 @@ def read_decathlon(root: Path | str, *, clean_cases_file: Path | str | None = No
         for cid, files, lab_path in test
     ]
 
+    groups = meta.case_groups if meta is not None else {}
     trusted: list[str] = []
     if clean_cases_file is not None:
-        trusted = resolve_trusted_ids(read_case_list(clean_cases_file), ids, clean_cases_file)
+        trusted = resolve_trusted_ids(read_case_list(clean_cases_file), ids, clean_cases_file, groups)
     elif meta is not None and meta.clean_cases is not None:
-        trusted = resolve_trusted_ids(meta.clean_cases, ids, f"{meta.path} 'clean_cases'")
+        trusted = resolve_trusted_ids(meta.clean_cases, ids, f"{meta.path} 'clean_cases'", groups)
 
     return Dataset(root=root, layout="decathlon", spatial_dims=spatial_dims, class_names=class_names,
                    label_values=label_values, modalities=modalities, train=train_refs, test=test_refs,
-                   trusted_ids=trusted, regions=regions, has_clean_labels=has_clean)
+                   trusted_ids=trusted, regions=regions, has_clean_labels=has_clean, groups=groups,
+                   train_dims=meta.train_dims if meta is not None else None,
+                   spacing_known=meta.spacing_known if meta is not None else True)

@@ -78,7 +78,7 @@ def _case_file(root: Path, cid: str) -> Path | None:
     return None
 
 
-def _h5_info(path: Path) -> tuple[set[str], tuple[float, ...] | None]:
+def h5_info(path: Path) -> tuple[set[str], tuple[float, ...] | None]:
     """Dataset names and the 'spacing' attribute (None if absent) of an h5 file."""
     try:
         import h5py
@@ -100,7 +100,7 @@ def _h5_info(path: Path) -> tuple[set[str], tuple[float, ...] | None]:
 
 def _load_h5_case(cid: str, path: Path, default_spacing: tuple[float, ...], want_clean: bool,
                   label_values: list[int], labelled: bool = True) -> Case:
-    keys, sp = _h5_info(path)
+    keys, sp = h5_info(path)
     spacing = sp or tuple(default_spacing)
     img = read_file(path, h5_key="image").array
     if img.ndim != 3:
@@ -182,7 +182,7 @@ def read_h5_dataset(root: Path | str, *, clean_cases_file: Path | str | None = N
                       f"(first: {missing[0]})", stacklevel=2)
     test_files = [(cid, p) for cid in dict.fromkeys(test_ids) if (p := _case_file(root, cid)) is not None]
 
-    first_keys, _ = _h5_info(train_files[0][1])
+    first_keys, _ = h5_info(train_files[0][1])
     has_clean = "label_clean" in first_keys
     train = [CaseRef(id=cid, path=p, loader=partial(_load_h5_case, cid, p, spacing, has_clean, label_values))
              for cid, p in train_files]

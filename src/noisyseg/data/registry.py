@@ -3,6 +3,9 @@
 Layouts, tried in this order:
 
 - ``decathlon``: ``dataset.json`` or ``imagesTr/`` / ``imagesTs/`` (MSD, nnU-Net raw);
+- ``acdc_h5``: ``data/slices/*.h5`` with ``train_slices.list``, or ``data/<frame>.h5`` volumes
+  beside ``train.list`` / ``val.list`` / ``test.list`` (ACDC as SSL4MIS distributes it);
+- ``acdc``: ``patientNNN/patientNNN_frameMM.nii.gz`` folders (the original ACDC release);
 - ``h5``: ``2018LA_Seg_Training Set/`` or ``Pancreas_h5/`` or a ``train.list`` beside
   h5 files (LA, Pancreas-CT);
 - ``brats``: ``BraTS2021_XXXXX/`` case folders holding ``*_flair.nii.gz`` ...;
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DataError
+from .acdc import is_acdc_h5_layout, is_acdc_nifti_layout, read_acdc_h5, read_acdc_nifti
 from .brats import is_brats_case, read_brats
 from .case import Dataset
 from .decathlon import read_decathlon
@@ -26,6 +30,8 @@ from .promise12 import is_promise12_layout, read_promise12
 
 READERS: dict[str, Callable[..., Dataset]] = {
     "decathlon": read_decathlon,
+    "acdc_h5": read_acdc_h5,
+    "acdc": read_acdc_nifti,
     "h5": read_h5_dataset,
     "brats": read_brats,
     "promise12": read_promise12,
@@ -34,7 +40,7 @@ READERS: dict[str, Callable[..., Dataset]] = {
 
 
 def detect_layout(path: Path | str) -> str:
-    """The layout name of a dataset folder ('decathlon', 'h5', 'brats', 'promise12' or 'kvasir').
+    """The layout name of a dataset folder (a key of READERS).
 
     Raises:
         DataError: the folder is missing, empty, or of no known layout.
@@ -49,6 +55,10 @@ def detect_layout(path: Path | str) -> str:
         raise DataError(f"{root}: dataset folder is empty")
     if (root / "dataset.json").is_file() or (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
         return "decathlon"
+    if is_acdc_h5_layout(root):
+        return "acdc_h5"
+    if is_acdc_nifti_layout(root):
+        return "acdc"
     if is_h5_layout(root):
         return "h5"
     if any(is_brats_case(p) for p in entries if p.is_dir()):
@@ -59,6 +69,7 @@ def detect_layout(path: Path | str) -> str:
         return "kvasir"
     raise DataError(
         f"{root}: no known dataset layout (expected imagesTr/+labelsTr/ or dataset.json (Decathlon), "
+        "data/slices/ or data/*.h5 with train_slices.list/val.list (ACDC h5), patientNNN/ frame folders (ACDC), "
         "train.list with h5 files (LA/Pancreas), BraTS case folders, CaseNN.mhd + CaseNN_segmentation.mhd "
         "(PROMISE12), or images/+masks/ (Kvasir))"
     )
@@ -96,7 +107,7 @@ def validate_dataset(ds: Dataset, progress: bool = True) -> dict[str, int]:
         raise DataError(f"{ds.root}: the training set is empty")
     from tqdm.auto import tqdm
 
-    refs = ds.train + ds.test
+    refs = ds.train + ds.val + ds.test
     for ref in tqdm(refs, desc=f"checking {ds.root.name}", unit="case", disable=not progress):
         case = ref.load()
         if case.image.ndim != ds.spatial_dims + 1 or case.image.shape[0] != ds.in_channels:

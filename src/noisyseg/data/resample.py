@@ -41,12 +41,38 @@ def resample_label(label: np.ndarray, factors: Sequence[float]) -> np.ndarray:
     return ndimage.zoom(label, factors, order=0, mode="nearest", grid_mode=True).astype(label.dtype)
 
 
+def in_plane_factors(shape: Sequence[int], size: Sequence[int], slice_axis: int | None) -> tuple[float, ...]:
+    """Zoom factors that bring the in-plane axes of a (*S) grid to `size` (2 values) and keep
+    the `slice_axis` of a volume (None for a 2D image) as it is."""
+    axes = [a for a in range(len(shape)) if slice_axis is None or a != slice_axis % len(shape)]
+    if len(axes) != len(size):
+        raise ValueError(f"slice size {list(size)} has {len(size)} axes; the grid {tuple(shape)} has {len(axes)} in plane")
+    f = [1.0] * len(shape)
+    for a, s in zip(axes, size):
+        f[a] = float(s) / float(shape[a])
+    return tuple(f)
+
+
+def resize_case(case: Case, size: Sequence[int] | None, slice_axis: int | None) -> Case:
+    """The case with every slice (or the 2D image) resized in plane to `size` (images linear,
+    labels nearest; spacing and affine follow), or itself when `size` is None."""
+    if size is None:
+        return case
+    f = in_plane_factors(case.spatial_shape, size, slice_axis)
+    if all(abs(v - 1.0) < 1e-6 for v in f):
+        return case
+    return _zoom_case(case, f, tuple(float(s) / v for s, v in zip(case.spacing, f)))
+
+
 def resample_case(case: Case, target: Sequence[float] | None) -> Case:
     """The case on the target grid (image, label, clean label, spacing, affine), or itself
     when no target is set."""
     if target is None:
         return case
-    f = zoom_factors(case.spacing, target)
+    return _zoom_case(case, zoom_factors(case.spacing, target), tuple(float(t) for t in target))
+
+
+def _zoom_case(case: Case, f: Sequence[float], spacing: tuple[float, ...]) -> Case:
     affine = case.affine.copy()
     # voxel centres (grid_mode): new voxel 0 sits at old index 0.5/f − 0.5 of each axis
     affine[:3, 3] += case.affine[:3, :len(f[:3])] @ (0.5 / np.asarray(f[:3]) - 0.5)
@@ -55,7 +81,7 @@ def resample_case(case: Case, target: Sequence[float] | None) -> Case:
     return replace(case, image=resample_image(case.image, f),
                    label=None if case.label is None else resample_label(case.label, f),
                    clean_label=None if case.clean_label is None else resample_label(case.clean_label, f),
-                   spacing=tuple(float(t) for t in target), affine=affine)
+                   spacing=spacing, affine=affine)
 
 
 def restore_probs(probs: np.ndarray, shape: Sequence[int]) -> np.ndarray:

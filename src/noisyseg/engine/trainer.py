@@ -53,9 +53,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def training_dims(cfg: RunConfig, dataset: Dataset) -> int:
-    dims = cfg.data.spatial_dims or dataset.spatial_dims
+    """The run's training dimensionality: the config's, else the layout's (ACDC: 2), else the data's."""
+    dims = cfg.data.spatial_dims or dataset.train_dims or dataset.spatial_dims
     if dims > dataset.spatial_dims:
         raise ConfigError(f"data.spatial_dims: {dims}D training needs {dims}D data, {dataset.root} is 2D")
+    if cfg.data.slice_size is not None and dims != 2:
+        raise ConfigError(f"data.slice_size: {dims}D training; slice_size is for 2D runs (data.spatial_dims: 2)")
     return dims
 
 
@@ -71,16 +74,23 @@ def resolve_patch(cfg: RunConfig, dims: int) -> list[int]:
     return patch
 
 
-def split_train_val(ids: list[str], val_fraction: float, seed: int, keep_in_train: set[str]) -> tuple[list[str], list[str]]:
-    """Seeded split of training case ids into (train, val); trusted cases stay in train."""
-    candidates = [i for i in ids if i not in keep_in_train]
-    n_val = int(round(val_fraction * len(ids)))
+def split_train_val(ids: list[str], val_fraction: float, seed: int, keep_in_train: set[str],
+                    groups: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """Seeded split of training case ids into (train, val) by group (patient): a `val_fraction`
+    share of the groups is held out whole, so no group is on both sides; the groups of trusted
+    cases stay in train. Without `groups` every case is its own group."""
+    group = (groups or {}).get
+    units = list(dict.fromkeys(group(i, i) for i in ids))
+    kept = {group(i, i) for i in keep_in_train}
+    candidates = [u for u in units if u not in kept]
+    n_val = int(round(val_fraction * len(units)))
     if val_fraction > 0 and len(candidates) >= 2:
         n_val = max(1, n_val)
     n_val = min(n_val, max(len(candidates) - 1, 0))
     order = np.random.default_rng([seed, 104729]).permutation(len(candidates))
-    val = sorted(candidates[i] for i in order[:n_val])
-    return [i for i in ids if i not in set(val)], val
+    held = {candidates[i] for i in order[:n_val]}
+    val = sorted(i for i in ids if group(i, i) in held)
+    return [i for i in ids if group(i, i) not in held], val
 
 
 def data_info(dataset: Dataset, dims: int, patch: list[int], cfg: RunConfig) -> dict:
@@ -106,11 +116,16 @@ def build_method(cfg: RunConfig, in_channels: int, num_classes: int, dims: int) 
     return cls(params, net_factory(cfg.net, dims, in_channels, num_classes), num_classes, dims)
 
 
-def load_cases(refs, desc: str, show: bool, target_spacing: list[float] | None = None) -> list[Case]:
-    """Load cases, resampled to `target_spacing` when one is set."""
-    from ..data.resample import resample_case
+def load_cases(refs, desc: str, show: bool, cfg: RunConfig, dims: int) -> list[Case]:
+    """Load cases, resampled to `data.target_spacing` and resized to `data.slice_size` when set."""
+    from ..data.resample import resample_case, resize_case
 
-    return [resample_case(r.load(), target_spacing) for r in tqdm(refs, desc=desc, disable=not show, leave=False)]
+    def prepared(case: Case) -> Case:
+        case = resample_case(case, cfg.data.target_spacing)
+        slice_axis = cfg.data.slice_axis if case.image.ndim - 1 > dims else None
+        return resize_case(case, cfg.data.slice_size, slice_axis)
+
+    return [prepared(r.load()) for r in tqdm(refs, desc=desc, disable=not show, leave=False)]
 
 
 def mean_foreground_dice(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
@@ -196,12 +211,12 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
     unknown = sorted(set(trusted) - set(all_ids))
     if unknown:
         raise DataError(f"{dataset.root}: trusted case '{unknown[0]}' is not a training case")
-    train_ids, val_ids = split_train_val(all_ids, cfg.data.val_fraction, cfg.train.seed, set(trusted))
+    train_ids, val_ids = split_train_val(all_ids, cfg.data.val_fraction, cfg.train.seed, set(trusted),
+                                         dataset.groups)
     refs = {r.id: r for r in dataset.train}
-    ts = cfg.data.target_spacing
-    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, ts)
+    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, cfg, dims)
     val_cases = load_cases([refs[i] for i in val_ids[: cfg.train.val_max_cases]], "loading validation cases", show,
-                           ts)
+                           cfg, dims)
     by_id = {c.id: c for c in train_cases}
     trusted_cases = [by_id[i] for i in trusted if i in by_id]
 

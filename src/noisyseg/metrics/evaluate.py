@@ -98,7 +98,7 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
                      num_classes: int | None = None, spacing: Sequence[float] | None = None,
                      convention: str = "monai", include_background: bool = False,
                      label_values: Sequence[int] | None = None,
-                     regions: Mapping[str, Sequence[int]] | None = None) -> dict:
+                     regions: Mapping[str, Sequence[int]] | None = None, distance_unit: str = "mm") -> dict:
     """Score every reference case against the prediction with the same case id.
 
     Args:
@@ -116,6 +116,8 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
             masks ``[0, 255]``; raw value ``label_values[i]`` becomes class index i.
         regions: name -> class indices (after ``label_values`` mapping) scored as one mask,
             e.g. ``{"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}``.
+        distance_unit: the unit of HD95 / ASD recorded in the summary: ``"mm"``, or
+            ``"pixel"`` for data that carries no spacing (unit voxels).
 
     Returns:
         The summary written to ``summary.json``: ``metrics`` maps each CSV column to
@@ -207,7 +209,7 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
         "n_cases": len(rows),
         "convention": convention,
         "empty_mask_policy": EMPTY_MASK_POLICY,
-        "units": {"dice": "fraction", "iou": "fraction", "hd95": "mm", "asd": "mm"},
+        "units": {"dice": "fraction", "iou": "fraction", "hd95": distance_unit, "asd": distance_unit},
         "std": "population standard deviation (ddof=0) over defined values",
         "num_classes": int(num_classes),
         "include_background": include_background,

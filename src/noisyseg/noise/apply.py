@@ -55,20 +55,24 @@ def _clean_of(case: Case) -> np.ndarray:
 
 
 def corrupted_cases(ids: list[str], trusted: set[str], protocol: str, level: float | None,
-                    clean_fraction: float | None, rng: np.random.Generator, n_clean: int | None = None) -> set[str]:
-    """Which training cases get noise: `n_clean` cases kept clean when given; else for morph a
-    `level` fraction corrupted, otherwise all but a `clean_fraction`; trusted cases never."""
-    candidates = [i for i in ids if i not in trusted]
+                    clean_fraction: float | None, rng: np.random.Generator, n_clean: int | None = None,
+                    groups: dict[str, str] | None = None) -> set[str]:
+    """Which training cases get noise, chosen by group (patient; each case its own group when
+    `groups` is empty): `n_clean` groups kept clean when given; else for morph a `level`
+    fraction of the groups corrupted, otherwise all but a `clean_fraction`; trusted cases never."""
+    group = (groups or {}).get
+    candidates = list(dict.fromkeys(group(i, i) for i in ids if i not in trusted))
     if n_clean is not None:
         if not 0 <= n_clean <= len(candidates):
             raise ConfigError(f"n_clean must be in [0, {len(candidates)}] (untrusted training cases), got {n_clean}")
-        return set(candidates) - choose_clean_cases(candidates, n_clean=n_clean, rng=rng)
-    if protocol == "morph":
-        frac_clean = 1.0 - (DEFAULT_MORPH_LEVEL if level is None else level)
+        keep = choose_clean_cases(candidates, n_clean=n_clean, rng=rng)
     else:
-        frac_clean = clean_fraction or 0.0
-    keep = choose_clean_cases(candidates, clean_fraction=frac_clean, rng=rng) if candidates else set()
-    return set(candidates) - keep
+        if protocol == "morph":
+            frac_clean = 1.0 - (DEFAULT_MORPH_LEVEL if level is None else level)
+        else:
+            frac_clean = clean_fraction or 0.0
+        keep = choose_clean_cases(candidates, clean_fraction=frac_clean, rng=rng) if candidates else set()
+    return {i for i in ids if i not in trusted and group(i, i) not in keep}
 
 
 def check_protocol_params(protocol: str, params: dict) -> None:
@@ -86,13 +90,17 @@ def check_protocol_params(protocol: str, params: dict) -> None:
 
 
 def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: float | None, seed: int,
-                 params: dict, progress: bool) -> list[tuple[np.ndarray, dict]]:
+                 params: dict, progress: bool, groups: dict[str, str] | None = None) -> list[tuple[np.ndarray, dict]]:
     """(label, info) per case: the protocol's output for corrupted cases, the clean label otherwise.
 
-    Every case draws from its own generator seeded by (seed, case index), so one case's noise
-    does not depend on the others'. l2b is calibrated on the corrupted cases first so the
-    dataset's mean 1 − Dice lands on the level.
+    Every case draws from its own generator seeded by (seed, index of its group), so one case's
+    noise does not depend on the others', and the cases of one group (a patient's slices) draw
+    the same parameters: one annotator style per patient (morph: the same operation and element).
+    l2b is calibrated on the corrupted cases first so the dataset's mean 1 − Dice lands on the
+    level; its draws stay per case.
     """
+    group = (groups or {}).get
+    unit_index = {g: k for k, g in enumerate(dict.fromkeys(group(c.id, c.id) for c in cases))}
     out: list[tuple[np.ndarray, dict] | None] = [None] * len(cases)
     todo = [i for i, c in enumerate(cases) if c.id in corrupt]
     for i, c in enumerate(cases):
@@ -107,7 +115,8 @@ def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: 
     gen_level = None if protocol == "morph" else level
     for i in tqdm(todo, desc=f"noise {protocol}", disable=not progress, leave=False):
         c = cases[i]
-        out[i] = apply_protocol(protocol, _clean_of(c), rng=np.random.default_rng([seed, i]), level=gen_level,
+        unit = unit_index[group(c.id, c.id)] if groups else i
+        out[i] = apply_protocol(protocol, _clean_of(c), rng=np.random.default_rng([seed, unit]), level=gen_level,
                                 spacing=c.spacing, **params)
     return out  # type: ignore[return-value]
 
@@ -193,7 +202,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
             raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
     rng = np.random.default_rng([seed, 1])
     corrupt = corrupted_cases([c.id for c in cases], set(ds.trusted_ids), protocol, level, clean_fraction, rng,
-                              n_clean)
+                              n_clean, ds.groups)
     if model_protocol:
         out.parent.mkdir(parents=True, exist_ok=True)
         results = model_noisy_labels(protocol, ds, cases, corrupt, seed=seed, source=source, source_run=source_run,
@@ -201,12 +210,12 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
                                      scratch_dir=out.parent)
     else:
         results = noisy_labels(cases, corrupt, protocol=protocol, level=level, seed=seed, params=params,
-                               progress=progress)
+                               progress=progress, groups=ds.groups)
 
     rows = []
     for c, (lab, info) in zip(cases, results):
         stats = noise_stats(_clean_of(c), lab, ds.num_classes)
-        rows.append({"case": c.id, "corrupted": int(c.id in corrupt), **stats,
+        rows.append({"case": c.id, **({"group": ds.group_of(c.id)} if ds.groups else {}), "corrupted": int(c.id in corrupt), **stats,
                      "operation": json.dumps(info, sort_keys=True)})
 
     with atomic_dir(out) as tmp:

@@ -18,6 +18,9 @@ def _cell(mean: float, std: float | None = None, digits: int = 2, scale: float =
 def format_summary(summary: Mapping) -> str:
     """One line per metric column of an evaluate_folders summary: mean ± std (n)."""
     lines = []
+    unit = summary.get("units", {}).get("hd95")
+    if unit == "pixel":
+        lines.append("HD95 and ASD in pixels: the data carries no voxel spacing")
     for col, stats in summary.get("metrics", summary).items():
         if isinstance(stats, Mapping) and "mean" in stats:
             lines.append(f"{col:12s} {_cell(stats['mean'], stats.get('std'), 4)}  (n={stats.get('n')})")
