@@ -24,6 +24,7 @@ from noisyseg.methods.clcs import (
     confident_shares,
     curriculum_thresholds,
     discrepancy_loss,
+    learning_status,
     one_sided_discrepancy,
     reverse_ce,
 )
@@ -85,6 +86,46 @@ def test_confident_shares_count_confident_pixels_per_predicted_class():
     probs = torch.tensor([[[0.97, 0.5, 0.02, 0.3], [0.03, 0.5, 0.98, 0.7]]]).unsqueeze(-1)  # (1, 2, 4, 1)
     torch.testing.assert_close(confident_shares(probs, 0.95), torch.tensor([0.25, 0.25]))
     torch.testing.assert_close(confident_shares(probs, 0.975), torch.tensor([0.0, 0.25]))
+
+
+def test_learning_status_forms_against_hand_counts():
+    # 3 classes, 6 pixels: predictions 0,0,0,1,1,2 with confidences .99,.97,.60,.96,.50,.99
+    probs = torch.tensor([[.99, .01, .00], [.97, .02, .01], [.60, .30, .10],
+                          [.02, .96, .02], [.30, .50, .20], [.00, .01, .99]]).T.reshape(1, 3, 6, 1)
+    label = torch.tensor([0, 1, 0, 1, 1, 0]).reshape(1, 6, 1)  # class 2 never labelled
+    count, m = learning_status(probs, label, 0.95, "count")
+    torch.testing.assert_close(count, torch.tensor([2 / 6, 1 / 6, 1 / 6]))
+    assert m.tolist() == [True, True, True]
+    pred, m = learning_status(probs, label, 0.95, "predicted")
+    torch.testing.assert_close(pred, torch.tensor([2 / 3, 1 / 2, 1.0]))
+    assert m.tolist() == [True, True, True]
+    lab, m = learning_status(probs, label, 0.95, "labelled")
+    torch.testing.assert_close(lab, torch.tensor([1 / 3, 1 / 3, 0.0]))  # pixel 0 only; pixel 3 only
+    assert m.tolist() == [True, True, False]
+    conf, m = learning_status(probs, label, 0.95, "confidence")
+    torch.testing.assert_close(conf, torch.tensor([(.99 + .97 + .60) / 3, (.96 + .50) / 2, .99]))
+
+
+def test_relative_status_gives_a_small_well_learnt_class_a_high_threshold():
+    # class 1 covers 2 % of the pixels and is predicted as confidently as the background
+    probs = torch.zeros(1, 2, 100, 1)
+    probs[0, 0], probs[0, 1] = 0.99, 0.01
+    probs[0, 0, :2], probs[0, 1, :2] = 0.01, 0.99
+    label = probs.argmax(1)
+    m = make_method({"status": "predicted", "ema_momentum": 0.5}, num_classes=2)
+    m._update_sigma(probs, label)
+    assert m.thresholds().tolist() == pytest.approx([0.95, 0.95])
+    c = make_method({"status": "count", "ema_momentum": 0.5}, num_classes=2)
+    c._update_sigma(probs, label)
+    assert c.thresholds()[1].item() < 0.02  # the literal count: a 2 % class is never filtered
+
+
+def test_a_class_absent_from_the_batch_keeps_its_status():
+    m = make_method({"status": "predicted", "ema_momentum": 0.5}, num_classes=3)
+    m.sigma.copy_(torch.tensor([0.2, 0.4, 0.8]))
+    probs = torch.tensor([[.99, .01, 0.0], [.01, .99, 0.0]]).T.reshape(1, 3, 2, 1)
+    m._update_sigma(probs, torch.tensor([[0, 1]]).reshape(1, 2, 1))
+    torch.testing.assert_close(m.sigma, torch.tensor([0.6, 0.7, 0.8]))
 
 
 # --------------------------------------------------------------------------- discrepancy and RCE

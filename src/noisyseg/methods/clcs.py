@@ -213,6 +213,47 @@ def confident_shares(mean_probs: torch.Tensor, tau: float) -> torch.Tensor:
     return class_counts(pred, p.shape[1], (conf > tau).float()) / conf.numel()
 
 
+STATUS_FORMS = ("count", "predicted", "labelled", "confidence")
+
+
+def learning_status(mean_probs: torch.Tensor, label: torch.Tensor, tau: float,
+                    form: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's learning status σ(c) per class and whether the batch measures it.
+
+    Forms (ŷ = argmax p̄, conf = max p̄):
+
+    - ``count``: share of *all* pixels with conf > τ and ŷ = c (FlexMatch's count; a class
+      covering 5 % of the image gets σ ≤ 0.05);
+    - ``predicted``: share of the pixels predicted as c with conf > τ;
+    - ``labelled``: share of the pixels labelled c that are predicted as c with conf > τ;
+    - ``confidence``: mean conf of the pixels predicted as c.
+
+    Args:
+        mean_probs: (N, K, *S) voted probabilities.
+        label: (N, *S) given class indices.
+        tau: the confidence level τ.
+        form: one of STATUS_FORMS.
+
+    Returns:
+        ((K,) float32 status in [0, 1], (K,) bool: the class was measured in this batch;
+        ``count`` measures every class).
+    """
+    p = mean_probs.detach().float()
+    k = p.shape[1]
+    if form == "count":
+        return confident_shares(p, tau), torch.ones(k, dtype=torch.bool, device=p.device)
+    conf, pred = p.max(1)
+    sure = (conf > tau).float()
+    if form == "labelled":
+        num = class_counts(label, k, sure * (pred == label).float())
+        den = class_counts(label, k).float()
+    else:
+        num = class_counts(pred, k, conf if form == "confidence" else sure)
+        den = class_counts(pred, k).float()
+    present = den > 0
+    return torch.where(present, num / den.clamp_min(1.0), torch.zeros_like(num)), present
+
+
 # --------------------------------------------------------------------------- the method
 
 
@@ -220,8 +261,10 @@ class CLCSParams(StrictModel):
     """CLCS hyper-parameters.
 
     Args:
-        tau: confidence level τ of the curriculum thresholds (the majority class's threshold).
-        ema_momentum: momentum of the EMA of the confident-pixel shares σ.
+        tau: confidence level τ of the curriculum thresholds (the best-learnt class's threshold).
+        ema_momentum: momentum of the EMA of the learning status σ.
+        status: what σ(c) measures (see `learning_status`): 'count' (FlexMatch's literal
+            count, a share of all pixels) or a share relative to the class itself.
         lambda_dis: weight of the discrepancy loss.
         lambda_nbl: weight of the Noise Balance Loss.
         nbl_alpha: α, weight of CE inside the NBL.
@@ -234,6 +277,7 @@ class CLCSParams(StrictModel):
 
     tau: float = Field(0.95, gt=0.0, le=1.0)
     ema_momentum: float = Field(0.99, ge=0.0, lt=1.0)
+    status: Literal["count", "predicted", "labelled", "confidence"] = "count"
     lambda_dis: float = Field(1.0, ge=0.0)
     lambda_nbl: float = Field(1.0, ge=0.0)
     nbl_alpha: float = Field(0.5, ge=0.0)
@@ -271,9 +315,14 @@ class CLCS(Method):
         return curriculum_thresholds(self.sigma, self.params.tau)
 
     @torch.no_grad()
-    def _update_sigma(self, mean_probs: torch.Tensor) -> None:
+    def _update_sigma(self, mean_probs: torch.Tensor, label: torch.Tensor) -> None:
+        """EMA of the learning status of the classes this batch measures (the others keep theirs)."""
         m = self.params.ema_momentum
-        self.sigma.mul_(m).add_(confident_shares(mean_probs, self.params.tau), alpha=1.0 - m)
+        value, present = learning_status(mean_probs, label, self.params.tau, self.params.status)
+        if self.params.status == "count":  # every class is measured
+            self.sigma.mul_(m).add_(value, alpha=1.0 - m)
+        else:
+            self.sigma.copy_(torch.where(present, m * self.sigma + (1.0 - m) * value, self.sigma))
 
     # ------------------------------------------------------------------ training
 
@@ -291,7 +340,7 @@ class CLCS(Method):
 
         thr = self.thresholds()  # from σ before this batch
         clean = clean_mask(mean_probs, label, thr)
-        self._update_sigma(mean_probs)
+        self._update_sigma(mean_probs, label)
         warm = info.step < self.warmup_steps(info.max_steps)
 
         if warm:
