@@ -27,6 +27,15 @@ def test_overrides_merge_deeply_and_are_validated():
         load_config(None, {"optim": {"lrr": 0.1}})
 
 
+def test_an_unknown_top_level_section_is_refused_with_a_suggestion(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("optimizer: {lr: 0.5}\n")
+    with pytest.raises(ConfigError, match="unknown section 'optimizer'.*did you mean 'optim'"):
+        load_config(cfg)
+    cfg.write_text("benchmark: {name: x}\noptim: {lr: 0.5}\n")  # benchmark: is read by `noisyseg benchmark`
+    assert load_config(cfg).optim.lr == 0.5
+
+
 def test_method_params_are_validated_by_the_method():
     from noisyseg.config import MethodConfig
 

@@ -197,17 +197,26 @@ def parse_key_values(items: list[str], option: str) -> dict[str, Any]:
     return out
 
 
+EXTRA_SECTIONS = ("benchmark",)
+"""Top-level config sections besides RunConfig's, read by other commands."""
+
+
 def load_config(path: Path | str | None = None, overrides: dict | None = None) -> RunConfig:
     """Read a YAML config (optional), apply overrides, validate; ConfigError on any problem.
 
-    A config may hold extra top-level keys used by `noisyseg benchmark` (e.g. `benchmark:`);
-    they are ignored here.
+    Besides the run sections, a config may hold a `benchmark:` section (read by `noisyseg
+    benchmark`, ignored here); any other top-level key is refused with a suggestion.
     """
     raw: dict = {}
     where = "config"
     if path is not None:
         where = str(path)
         raw = load_yaml_mapping(path)
+        allowed = [*RunConfig.model_fields, *EXTRA_SECTIONS]
+        for key in raw:
+            if key not in allowed:
+                raise ConfigError(f"{path}: unknown section '{key}'{did_you_mean(str(key), allowed)}; "
+                                  f"sections are {', '.join(allowed)}")
         raw = {k: v for k, v in raw.items() if k in RunConfig.model_fields}
     raw = deep_update(raw, overrides or {})
     try:
