@@ -284,3 +284,29 @@ def test_several_levels_get_a_dice_against_level_figure(tmp_path):
     names = sorted(p.name for p in written)
     assert names == ["dice_0.2.png", "dice_0.4.png", "dice_vs_level.png"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_paired_table_against_hand_computed_differences_and_recovery():
+    from noisyseg.benchmark.spec import BenchmarkSpec
+    from noisyseg.benchmark.summary import paired_table
+
+    def rec(level, method, seed, dice_by_case):
+        return {"level": level, "method": method, "seed": seed,
+                "rows": [{"case": c, "target": t, "dice": v} for c, vals in dice_by_case.items()
+                         for t, v in zip(("a", "b"), vals)]}
+
+    records = [rec("clean", "supervised_clean", 0, {"x": (0.9, 0.9), "y": (0.9, 0.9)}),
+               rec("clean", "supervised_clean", 1, {"x": (1.0, 1.0), "y": (0.8, 0.8)}),
+               rec("0.5", "supervised", 0, {"x": (0.5, 0.7), "y": (0.6, float("nan"))}),  # case y: class b undefined
+               rec("0.5", "supervised", 1, {"x": (0.7, 0.7), "y": (0.5, 0.5)}),
+               rec("0.5", "clcs", 0, {"x": (0.8, 0.8), "y": (0.5, 0.5)}),
+               rec("0.5", "clcs", 1, {"x": (0.9, 0.9), "y": (0.6, 0.6)})]
+    spec = BenchmarkSpec(methods=["supervised", "clcs"], seeds=[0, 1])
+    table = paired_table(records, spec, "0.5", ["bg", "a", "b"])
+    # seed 0: clcs 0.65, supervised (0.6 + 0.6)/2 = 0.6 → +0.05, clean 0.9 → recovered 0.05/0.3
+    # seed 1: clcs 0.75, supervised 0.6 → +0.15, clean 0.9 → recovered 0.15/0.3
+    row = table.splitlines()[2]
+    d = np.array([0.05, 0.15])
+    assert f"+{100 * d.mean():.2f} ± {100 * d.std(ddof=1):.2f}" in row
+    assert "3/4" in row  # x wins both seeds, y loses seed 0 (0.5 < 0.6) and wins seed 1
+    assert f"+{np.mean(d / 0.3):.2f}" in row

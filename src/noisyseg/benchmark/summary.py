@@ -82,6 +82,20 @@ def aggregate(records: list[dict], targets: list[str], class_names: list[str]) -
     return out
 
 
+def structure_table(stats: dict, ceiling: dict | None, spec: BenchmarkSpec, structures: list[str]) -> str:
+    """Dice and HD95 of each structure (class) per method, mean ± std as in the main table."""
+    header = ["method"] + [f"{m} {t}" for t in structures for m in ("Dice", "HD95")]
+    rows = []
+    lines = ([(CLEAN_CEILING, ceiling)] if ceiling else []) + [(m, stats[m]) for m in spec.methods if m in stats]
+    for meth, st in lines:
+        row = {"method": run_title(meth)}
+        for t in structures:
+            row[f"Dice {t}"] = _cell(st[t]["dice"][0], st[t]["dice"][1], 1, 100.0)
+            row[f"HD95 {t}"] = _cell(st[t]["hd95"][0], st[t]["hd95"][1], 1, 1.0)
+        rows.append(row)
+    return markdown_table(rows, header)
+
+
 def _column(target: str, metric: str, targets: list[str]) -> str:
     return METRICS[metric] if targets == ["mean"] else f"{METRICS[metric].split(' ')[0]} {target}"
 
@@ -116,6 +130,47 @@ def level_table(stats: dict, spec: BenchmarkSpec, level: str, targets: list[str]
             row[f"paper {k}"] = "" if v is None else f"{v:.2f}"
         rows.append(row)
     return markdown_table(rows, header)
+
+
+def case_dice(rec: dict, class_names: list[str]) -> dict[str, float]:
+    """{case: Dice averaged over the foreground classes defined in it} of one run record."""
+    per_case: dict[str, list[float]] = defaultdict(list)
+    for r in rec["rows"]:
+        v = r["dice"]
+        if r["target"] in class_names[1:] and v is not None and math.isfinite(v):
+            per_case[r["case"]].append(v)
+    return {c: float(np.mean(v)) for c, v in per_case.items()}
+
+
+def paired_table(records: list[dict], spec: BenchmarkSpec, level: str, class_names: list[str]) -> str:
+    """Each method against `supervised` on the same noisy labels, seeds and test cases: the mean
+    over seeds of the per-seed Dice difference ± its std over seeds, the (seed, case) pairs won,
+    and the share of the noise gap recovered, (method − supervised) / (clean − supervised)."""
+    by = {(r["level"], r["method"], r["seed"]): case_dice(r, class_names) for r in records}
+
+    def run_mean(key) -> float:
+        return float(np.mean(list(by[key].values()))) if by.get(key) else math.nan
+
+    rows = []
+    for meth in (m for m in spec.methods if m != "supervised"):
+        seeds = [s for s in spec.seeds if (level, meth, s) in by and (level, "supervised", s) in by]
+        if not seeds:
+            continue
+        diffs = np.array([run_mean((level, meth, s)) - run_mean((level, "supervised", s)) for s in seeds])
+        won = total = 0
+        for s in seeds:
+            a, b = by[(level, meth, s)], by[(level, "supervised", s)]
+            for case in set(a) & set(b):
+                won, total = won + int(a[case] > b[case]), total + 1
+        gaps = [run_mean(("clean", CLEAN_CEILING, s)) - run_mean((level, "supervised", s)) for s in seeds]
+        rec = np.nanmean([d / g if g > 0 else math.nan for d, g in zip(diffs, gaps)]) if any(
+            g > 0 for g in gaps) else math.nan
+        std = f" ± {100 * diffs.std(ddof=1):.2f}" if len(diffs) > 1 else ""
+        rows.append({"method": meth, "Δ Dice vs supervised (%)": f"{100 * diffs.mean():+.2f}{std}",
+                     "cases won": f"{won}/{total}", "noise gap recovered": "" if math.isnan(rec) else f"{rec:+.2f}"})
+    if not rows:
+        return ""
+    return markdown_table(rows, ["method", "Δ Dice vs supervised (%)", "cases won", "noise gap recovered"])
 
 
 def _load_pred(path: Path, label_values: list[int]) -> np.ndarray:
@@ -200,16 +255,27 @@ def write_summary(out: Path, spec: BenchmarkSpec, records: list[dict], ds: Datas
     ceiling = stats.get("clean", {}).get(CLEAN_CEILING)
     n_seeds = len(spec.seeds)
     spread = "mean ± std over seeds" if n_seeds > 1 else "mean ± std over test cases (one seed)"
+    unit = "mm" if ds.spacing_known else "pixels (the data carries no voxel spacing)"
     parts = [f"# {spec.name}", "",
              f"- data: `{spec.data}` ({len(test_cases)} test cases), noise: `{spec.noise.protocol}`, "
              f"seeds: {spec.seeds}, metric convention: `{spec.convention}`",
-             f"- {spread}; Dice and IoU in %, HD95 and ASD in mm; best method per column in bold "
+             f"- {spread}; Dice and IoU in %, HD95 and ASD in {unit}; best method per column in bold "
              "(among those trained on noisy labels)", ""]
+    structures = ds.class_names[1:] if targets == ["mean"] and ds.num_classes > 2 else []
+    per_structure = aggregate(records, structures, ds.class_names) if structures else {}
     tables = []
     for level in (lv for lv in stats if lv != "clean"):
         table = level_table(stats[level], spec, level, targets, ceiling)
         tables.append(f"noise level {level}\n\n{table}" if level != "all" else table)
         parts += [f"## noise level {level}" if level != "all" else "## results", "", table, ""]
+        if structures:
+            parts += ["Per structure (Dice %, HD95):", "",
+                      structure_table(per_structure[level], per_structure.get("clean", {}).get(CLEAN_CEILING),
+                                      spec, structures), ""]
+        paired = paired_table(records, spec, level, ds.class_names)
+        if paired:
+            parts += ["Paired with `supervised` on the same noisy labels, seeds and test cases "
+                      "(Dice averaged over the structures of each case):", "", paired, ""]
     if spec.reported_source:
         parts += [f"Published numbers (`paper ...` columns): {spec.reported_source}", ""]
     written = write_figures(out, spec, stats, ds, noisy_dirs, test_cases)
