@@ -261,3 +261,19 @@ def test_state_dict_round_trip_and_predict_proba():
         torch.testing.assert_close(m.predict_proba(x).sum(1), torch.ones(1, 16, 16))
         m.params = m.params.model_copy(update={"inference": "net2"})
         torch.testing.assert_close(m.predict_proba(x), p2)
+
+
+def test_per_class_selection_quality_against_hand_counts():
+    from noisyseg.methods.base import selection_log_values
+
+    label = torch.tensor([[0, 0, 1, 1, 1, 2]])
+    clean = torch.tensor([[0, 1, 1, 1, 0, 2]])  # pixels 1 and 4 are wrong
+    sel = torch.tensor([[True, True, True, False, False, False]])
+    names, values = selection_log_values([sel], label, clean, num_classes=3)
+    got = dict(zip(names, values.tolist()))
+    assert got["selection/precision"] == pytest.approx(2 / 3) and got["selection/recall"] == pytest.approx(2 / 4)
+    # class 0: selected {0 ok, 1 wrong}; class 1: selected {2 ok}, correct {2, 3}; class 2: nothing selected
+    assert got["selection_precision/c0"] == pytest.approx(0.5) and got["selection_precision/c1"] == 1.0
+    assert math.isnan(got["selection_precision/c2"])
+    assert got["selection_recall/c0"] == 1.0 and got["selection_recall/c1"] == 0.5 and got["selection_recall/c2"] == 0.0
+    assert [got[f"selection_kept/c{k}"] for k in range(3)] == pytest.approx([1.0, 1 / 3, 0.0])

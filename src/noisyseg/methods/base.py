@@ -123,25 +123,37 @@ def mean_softmax(nets: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
 
 
 def selection_log_values(selections: Sequence[torch.Tensor], label: torch.Tensor,
-                         clean_label: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+                         clean_label: torch.Tensor, num_classes: int | None = None) -> tuple[list[str], torch.Tensor]:
     """Quality of clean-pixel selections against the clean labels, pooled over the selections.
 
     Args:
         selections: (N, *S) bool masks (one per network's training set).
         label: (N, *S) given labels.
         clean_label: (N, *S) true labels.
+        num_classes: also log the quality per given class.
 
     Returns:
         names ``selection/precision`` (share of selected pixels whose label is correct),
         ``selection/recall`` (share of correctly labelled pixels that were selected),
-        ``selection/base_rate`` (share of correct labels) and a (3,) float32 tensor of their
-        values (0/0 gives NaN: undefined).
+        ``selection/base_rate`` (share of correct labels), and with `num_classes`
+        ``selection_precision/c{k}``, ``selection_recall/c{k}`` and ``selection_kept/c{k}``
+        (share of the pixels labelled k that were selected); a float32 tensor of their values
+        (0/0 gives NaN: undefined).
     """
     correct = (label == clean_label).float()
     sel = torch.stack([s.float() for s in selections])
     both = (sel * correct).sum()
-    values = torch.stack([both / sel.sum(), both / (correct.sum() * len(selections)), correct.mean()])
-    return ["selection/precision", "selection/recall", "selection/base_rate"], values
+    values = [torch.stack([both / sel.sum(), both / (correct.sum() * len(selections)), correct.mean()])]
+    names = ["selection/precision", "selection/recall", "selection/base_rate"]
+    if num_classes is not None:
+        lab = label.expand_as(sel)
+        sel_k = class_counts(lab, num_classes, sel)
+        both_k = class_counts(lab, num_classes, sel * correct)
+        correct_k = class_counts(lab, num_classes, correct.expand_as(sel))
+        all_k = class_counts(lab, num_classes).float()
+        values.append(torch.cat([both_k / sel_k, both_k / correct_k, sel_k / all_k]))
+        names += [f"selection_{q}/c{k}" for q in ("precision", "recall", "kept") for k in range(num_classes)]
+    return names, torch.cat(values)
 
 
 def class_counts(label: torch.Tensor, num_classes: int, weight: torch.Tensor | None = None) -> torch.Tensor:

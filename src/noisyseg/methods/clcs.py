@@ -378,7 +378,8 @@ class CLCS(Method):
         names = [f"threshold/c{c}" for c in range(k)] + [f"clean_frac/c{c}" for c in range(k)] + list(terms)
         values = [thr.float(), clean_per_class / per_class, torch.stack([v.float() for v in terms.values()])]
         if "clean_label" in batch:
-            sel_names, sel_values = selection_log_values([clean], batch["label"], batch["clean_label"])
+            sel_names, sel_values = selection_log_values([clean], batch["label"], batch["clean_label"],
+                                                        self.num_classes)
             names += sel_names
             values.append(sel_values)
         return host_values(names, values)  # 0/0 → NaN (undefined)
@@ -399,4 +400,5 @@ class CLCS(Method):
         from ..report.figures import plot_training_curves
 
         plot_training_curves(log_csv, Path(run_dir) / "clcs_curriculum.png",
-                             groups=["threshold", "clean_frac", "selection"])
+                             groups=["threshold", "clean_frac", "selection", "selection_precision",
+                                     "selection_recall", "selection_kept"])

@@ -236,7 +236,8 @@ class CoTeaching(Method):
         names = [f"kept/net{n + 1}" for n in range(len(sels))] + [f"loss/net{n + 1}" for n in range(len(losses))]
         values = [torch.stack([s.float().mean() for s in sels]), torch.stack([v.detach().float() for v in losses])]
         if "clean_label" in batch:
-            sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"])
+            sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"],
+                                                        self.num_classes)
             names += sel_names
             values.append(sel_values)
         return {"forget_rate": rate, **host_values(names, values)}

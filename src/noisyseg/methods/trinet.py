@@ -188,7 +188,8 @@ class TriNet(Method):
         values = [torch.stack([a.float().mean() for a in agrees]), torch.stack([s.float().mean() for s in sels]),
                   torch.stack([v.detach().float() for v in losses])]
         if "clean_label" in batch:
-            sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"])
+            sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"],
+                                                        self.num_classes)
             names += sel_names
             values.append(sel_values)
         return {"forget_rate": rate, **host_values(names, values)}
