@@ -243,3 +243,41 @@ def test_short_run_on_real_acdc_raises_validation_dice_above_step_0(tmp_path):
 
     d0, d1 = mean_dice(initial), mean_dice(trained)
     assert d1 > d0 + 0.1, (d0, d1)
+
+
+def test_every_command_reads_the_h5_layout_as_it_is(tmp_path):
+    """noise, train, predict, evaluate, audit and benchmark on an ACDC h5 folder, without flags."""
+    from typer.testing import CliRunner
+
+    from noisyseg.cli import app
+
+    root = write_acdc_h5(tmp_path / "ACDC")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "benchmark:\n  name: acdc tiny\n  noise: {protocol: morph, levels: [0.75], params: {size_range: [3, 5]}}\n"
+        "  split: {test_split: val, n_trusted: 1}\n  methods: [supervised, clcs]\n  seeds: [0]\n"
+        "data: {spatial_dims: 2, slice_size: [32, 32], patch_size: [32, 32], batch_size: 2, val_fraction: 0.2}\n"
+        "net: {channels: [4, 8], features: 4}\n"
+        "train: {max_steps: 3, val_every: 3, log_every: 1, ckpt_every: 3}\n")
+    runner = CliRunner()
+
+    def ok(*args):
+        res = runner.invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    ok("noise", "--data", root, "--protocol", "morph", "--level", "0.5", "--out", tmp_path / "noisy")
+    ok("train", "--data", tmp_path / "noisy", "--method", "clcs", "--config", cfg, "--out", tmp_path / "run",
+       "--quiet")
+    ok("predict", "--run", tmp_path / "run", "--images", root, "--split", "val", "--out", tmp_path / "pred",
+       "--quiet")
+    assert "in pixels" in ok("evaluate", "--pred", tmp_path / "pred", "--truth", root, "--split", "val",
+                             "--out", tmp_path / "eval")
+    ok("audit", "--run", tmp_path / "run", "--data", tmp_path / "noisy", "--out", tmp_path / "audit", "--quiet")
+    assert len(list((tmp_path / "audit" / "maps").iterdir())) == 36
+    ok("benchmark", "--config", cfg, "--data", root, "--out", tmp_path / "bench", "--quiet")
+    summary = (tmp_path / "bench" / "summary.md").read_text()
+    assert "(4 test cases)" in summary and "HD95 and ASD in pixels" in summary
+    assert "Dice myocardium" in summary and "noise gap recovered" in summary
+    trusted = (tmp_path / "bench" / "trusted.txt").read_text().split()
+    assert len(trusted) == 6 and len({t[:10] for t in trusted}) == 1  # one whole patient
