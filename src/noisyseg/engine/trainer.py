@@ -282,6 +282,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
             if meta_sampler is not None:
                 meta = meta_sampler.batch(step, dinfo.rank)
                 batch["meta_image"], batch["meta_label"] = meta["image"].to(device), meta["label"].to(device)
+                if "valid" in meta:
+                    batch["meta_valid"] = meta["valid"].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 out = method.training_step(batch, sinfo)
             if not torch.isfinite(out.loss):

@@ -291,11 +291,14 @@ class CLCS(Method):
 
         thr = self.thresholds()  # from σ before this batch
         clean = clean_mask(mean_probs, label, thr)
+        valid = batch.get("valid")  # unannotated pixels: neither clean nor noisy
+        if valid is not None:
+            clean = clean & valid
         self._update_sigma(mean_probs)
         warm = info.step < self.warmup_steps(info.max_steps)
 
         if warm:
-            loss = ce_dice_loss(logits1, label) + ce_dice_loss(logits2, label)
+            loss = ce_dice_loss(logits1, label, valid) + ce_dice_loss(logits2, label, valid)
             with torch.no_grad():
                 l_dis = discrepancy_loss(z1, z2)
             terms = {"loss/warmup": loss.detach(), "loss/dis": l_dis}
@@ -303,6 +306,8 @@ class CLCS(Method):
             cleanf = clean.float()
             lab = label.unsqueeze(1)
             noisy_w = (1.0 - cleanf) * mean_probs.gather(1, lab).squeeze(1)
+            if valid is not None:
+                noisy_w = noisy_w * valid
             target = one_hot(label, k) if self.use_dice else None
             l_clean = x.new_zeros((), dtype=torch.float32)
             l_nbl = x.new_zeros((), dtype=torch.float32)
@@ -324,7 +329,7 @@ class CLCS(Method):
     def _logs(self, thr: torch.Tensor, clean: torch.Tensor, label: torch.Tensor, batch, terms: dict) -> dict:
         """Every scalar of the step in one tensor, copied to the host once."""
         k = self.num_classes
-        per_class = class_counts(label, k).float()
+        per_class = class_counts(label, k, batch.get("valid")).float()
         clean_per_class = class_counts(label, k, clean.float())
         names = [f"threshold/c{c}" for c in range(k)] + [f"clean_frac/c{c}" for c in range(k)] + list(terms)
         values = [thr.float(), clean_per_class / per_class, torch.stack([v.float() for v in terms.values()])]
