@@ -64,9 +64,7 @@ def train(
     res = api.train(data=data, method=method, out=out, config=config, seed=seed, max_steps=max_steps,
                     device=device.value if device else None, resume=resume, clean_cases=clean_cases,
                     progress=not quiet)
-    state = "interrupted (resume with --resume)" if res.interrupted else "done"
-    typer.echo(f"{state}: {res.steps_done} steps, best validation Dice {res.best_score:.4f} "
-               f"at step {res.best_step}; run in {res.run_dir}")
+    typer.echo(res.message())
     if res.interrupted:
         raise typer.Exit(130)
 
