@@ -118,6 +118,12 @@ def dataset_folder(path: Path | str):
     return open_data(path)
 
 
+SPLITS = ("test", "train", "all")
+"""The dataset splits `predict` and `evaluate` take (`split_cases`)."""
+CHECKPOINTS = ("best", "last")
+"""The checkpoints of a run `load_run` takes: validation-selected or final."""
+
+
 def split_cases(ds, split: str) -> list:
     """The CaseRefs of a dataset split: 'test', 'train' or 'all'; DataError when empty."""
     refs = {"test": ds.test, "train": ds.train, "all": ds.train + ds.test}.get(split)
