@@ -76,3 +76,13 @@ def test_downsample_flags_only_disagreeing_pixels_and_checks_divisibility():
         get_label_quality_scores(labels, probs, method="num_pixel_issues", downsample=3)
     with pytest.raises(ConfigError, match="did you mean 'softmin'"):
         get_label_quality_scores(labels, probs, method="softmn")
+
+
+def test_label_quality_gives_ignored_voxels_no_score():
+    labels, probs = _noisy((2, 8, 8), seed=4)
+    ignored = labels.copy()
+    ignored[:, :, :3] = -1
+    cases, vox = label_quality(ignored, probs, method="threshold", case_score_method="mean")
+    half, _ = label_quality(labels[:, :, 3:], probs[:, :, :, 3:], method="threshold", case_score_method="mean")
+    assert all(np.all(np.isnan(v[:, :3])) and np.all(np.isfinite(v[:, 3:])) for v in vox)
+    np.testing.assert_allclose(cases, half, atol=1e-6)

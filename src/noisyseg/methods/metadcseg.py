@@ -356,7 +356,9 @@ class MetaDCSeg(Method):
             x = torch.from_numpy(np.pad(img, [(0, 0)] + pad)).float()[None].to(device)
             y = torch.from_numpy(np.pad(lab, pad).astype(np.int64))[None].to(device)
             meta_y = y if clean is None else torch.from_numpy(np.pad(clean, pad).astype(np.int64))[None].to(device)
-            mw = self.compute_weights(x, y, x, meta_y)
+            masks = {"valid": y >= 0 if bool((y < 0).any()) else None,  # ignored pixels (-1): no weight
+                     "meta_valid": meta_y >= 0 if bool((meta_y < 0).any()) else None}
+            mw = self.compute_weights(x, y.clamp_min(0), x, meta_y.clamp_min(0), **masks)
             with torch.no_grad(), frozen_norm_stats(self.net):
                 feats, logits = self.net.forward_with_features(x)
                 region, f = self._regions_and_features(feats, logits, mw.pseudo_label)
