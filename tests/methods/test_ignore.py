@@ -25,6 +25,8 @@ def _step(method, batch: dict, info: StepInfo) -> tuple[torch.Tensor, torch.Tens
         m.active[:] = True  # label correction on from the first step
     torch.manual_seed(7)
     out = m.training_step(batch, info)
+    shares = [v for k, v in out.logs.items() if k.startswith(("clean_frac/", "kept/"))]
+    assert all(0.0 <= v <= 1.0 for v in shares), out.logs  # shares of the annotated pixels
     out.loss.backward()
     g = torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel())
                    for p in m.parameters() if p.requires_grad])

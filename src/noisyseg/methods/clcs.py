@@ -93,7 +93,7 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean
+from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean, with_valid
 from .registry import register
 
 RCE_LOG_FLOOR = 1e-4  # clamp of the one-hot target inside RCE's log
@@ -329,7 +329,7 @@ class CLCS(Method):
     def _logs(self, thr: torch.Tensor, clean: torch.Tensor, label: torch.Tensor, batch, terms: dict) -> dict:
         """Every scalar of the step in one tensor, copied to the host once."""
         k = self.num_classes
-        per_class = class_counts(label, k, batch.get("valid")).float()
+        per_class = class_counts(label, k, with_valid(None, batch.get("valid"))).float()
         clean_per_class = class_counts(label, k, clean.float())
         names = [f"threshold/c{c}" for c in range(k)] + [f"clean_frac/c{c}" for c in range(k)] + list(terms)
         values = [thr.float(), clean_per_class / per_class, torch.stack([v.float() for v in terms.values()])]

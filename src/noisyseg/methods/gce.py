@@ -85,11 +85,12 @@ class GCE(Method):
     def training_step(self, batch, info: StepInfo) -> StepOutput:
         label = batch["label"]
         logits = self.net(batch["image"]).float()
-        l_gce = weighted_mean(gce_loss(logits, label, self.params.q), with_valid(None, batch.get("valid")))
+        valid = with_valid(None, batch.get("valid"))
+        l_gce = weighted_mean(gce_loss(logits, label, self.params.q), valid)
         loss = l_gce
         terms = {"loss/gce": l_gce.detach()}
         if self.params.dice:
-            l_dice = soft_dice_loss(torch.softmax(logits, 1), one_hot(label, self.num_classes), with_valid(None, batch.get("valid")))
+            l_dice = soft_dice_loss(torch.softmax(logits, 1), one_hot(label, self.num_classes), valid)
             loss = loss + l_dice
             terms["loss/dice"] = l_dice.detach()
         return StepOutput(loss, host_logs(terms))

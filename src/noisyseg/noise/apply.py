@@ -107,7 +107,8 @@ def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: 
     gen_level = None if protocol == "morph" else level
     for i in tqdm(todo, desc=f"noise {protocol}", disable=not progress, leave=False):
         c = cases[i]
-        out[i] = apply_protocol(protocol, np.maximum(_clean_of(c), 0), rng=np.random.default_rng([seed, i]), level=gen_level,
+        annotated = np.maximum(_clean_of(c), 0)  # ignored pixels read as background; keep_ignored restores them
+        out[i] = apply_protocol(protocol, annotated, rng=np.random.default_rng([seed, i]), level=gen_level,
                                 spacing=c.spacing, **params)
     return out  # type: ignore[return-value]
 
