@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, load_config
 from .errors import ConfigError, DataError
-from .io import atomic_dir, case_id, label_file_name, list_case_files, write_label
+from .io import atomic_dir, label_file_name, list_case_files, write_label
 
 
 def open_data(data: Path | str, clean_cases: Path | str | None = None):
@@ -102,9 +102,12 @@ def predict_image(method, image: np.ndarray, info: dict, cfg: RunConfig,
     return restore_probs(probs, image.shape[1:])
 
 
-def to_label_values(pred: np.ndarray, label_values: list[int]) -> np.ndarray:
-    """Class indices (*S) back to the label values of the training files (BraTS: 0,1,2,4)."""
-    return np.asarray(label_values, dtype=np.int64)[pred]
+def to_label_values(pred: np.ndarray, label_values: list[int], ignore_value: int | None = None) -> np.ndarray:
+    """Class indices (*S) back to the label values of the training files (BraTS: 0,1,2,4);
+    ``IGNORE_INDEX`` pixels back to `ignore_value`."""
+    from .data.case import to_raw_labels
+
+    return to_raw_labels(pred, label_values, ignore_value)
 
 
 def dataset_folder(path: Path | str):
@@ -119,10 +122,16 @@ def dataset_folder(path: Path | str):
     return open_data(path)
 
 
+SPLITS = ("test", "val", "train", "all")
+"""The dataset splits `predict` and `evaluate` take (`split_cases`)."""
+CHECKPOINTS = ("best", "last")
+"""The checkpoints of a run `load_run` takes: validation-selected or final."""
+
+
 def split_cases(ds, split: str) -> list:
     """The CaseRefs of a dataset split: 'test', 'val', 'train' or 'all'; DataError when empty."""
-    if split not in ("test", "val", "train", "all"):
-        raise ConfigError(f"split must be test, val, train or all, got '{split}'")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be {', '.join(SPLITS)}, got '{split}'")
     refs = ds.split(split)
     if not refs:
         others = [s for s in ("val", "train") if s != split and ds.split(s)]
@@ -135,14 +144,15 @@ def predict(*, run: Path | str, images: Path | str, out: Path | str, checkpoint:
             device: str = "auto", split: str = "test", progress: bool = True) -> list[Path]:
     """Predict every image of a folder, or every case of a dataset split, with a trained run.
 
-    `images` is either a plain folder of image files (one output per input with the same
-    file name: NIfTI keeps the input's affine; PNG for PNG/JPEG input) or a dataset folder
-    in any supported layout (e.g. LA's "2018LA_Seg_Training Set/<ID>/mri_norm2.h5"), whose
-    `split` cases are written as <ID>.nii.gz with the case's affine and spacing (<ID>.png for
-    2D image datasets). All inputs are read and checked first; the output folder appears
-    complete or not at all.
+    `images` is either a plain folder of image files (one output per case, named by its case
+    id in the input's format, keeping its affine; PNG for PNG/JPEG input; nnU-Net channel
+    files ``<ID>_0000``, ``<ID>_0001`` ... are one case ``<ID>``) or a dataset folder in any
+    supported layout (e.g. LA's "2018LA_Seg_Training Set/<ID>/mri_norm2.h5"), whose `split`
+    cases are written as <ID> plus the dataset's nnU-Net ``file_ending``, else <ID>.nii.gz with
+    the case's affine and spacing (<ID>.png for 2D image datasets). All inputs are read and
+    checked first; the output folder appears complete or not at all.
     """
-    from .data.decathlon import read_channels
+    from .data.decathlon import _suffix, group_channel_files, read_channels
 
     method, info, cfg = load_run(run, checkpoint, device)
     ds = dataset_folder(images)
@@ -153,16 +163,16 @@ def predict(*, run: Path | str, images: Path | str, out: Path | str, checkpoint:
         check_compatible(f"run {run}", info["class_names"], len(info["modalities"]), None, ds)
         for ref in split_cases(ds, split):
             c = ref.load()
-            loaded.append((label_file_name(c.id, c.image_path), c.image, c.spacing, c.affine))
+            loaded.append((label_file_name(c.id, c.image_path, ds.file_ending), c.image, c.spacing, c.affine))
     else:
         files = list_case_files(Path(images))
         if not files:
-            raise DataError(f"{images}: no image files (NIfTI, MetaImage or PNG) and no dataset layout found")
-        for f in files:
-            image, spacing, affine = read_channels([f], info["modalities"], info["data_dims"])
-            name = f.name if not f.name.lower().endswith((".jpg", ".jpeg", ".bmp", ".tif", ".tiff")) \
-                else case_id(f) + ".png"
-            loaded.append((name, image, spacing, affine))
+            raise DataError(f"{images}: no image files (NIfTI, MetaImage, NRRD or PNG) and no dataset layout found")
+        for cid, group in group_channel_files(files, len(info["modalities"])):
+            image, spacing, affine = read_channels(group, info["modalities"], info["data_dims"])
+            ext = _suffix(group[0])
+            ext = ".png" if ext.lower() in (".jpg", ".jpeg", ".bmp", ".tif", ".tiff") else ext
+            loaded.append((cid + ext, image, spacing, affine))
     out = Path(out)
     written = []
     with atomic_dir(out) as tmp:
@@ -177,17 +187,26 @@ def evaluate(*, pred: Path | str, truth: Path | str, out: Path | str, convention
              num_classes: int | None = None, include_background: bool = False, split: str = "test") -> dict:
     """Score predictions against references; writes metrics.csv and summary.json.
 
-    `truth` is a folder of label files matched by case id, or a dataset folder in any
-    supported layout, whose `split` cases are the references (labels, spacing, label values
-    and BraTS regions come from the dataset)."""
+    `truth` is a folder of label files matched by case id (label values, regions and the
+    ignore label come from a dataset.json beside it, as in nnU-Net's labelsTs/), or a dataset
+    folder in any supported layout, whose `split` cases are the references (labels, spacing,
+    label values, BraTS regions and the ignore label come from the dataset)."""
     import tempfile
 
     from .metrics import evaluate_folders
 
     ds = dataset_folder(truth)
     if ds is None:
+        kw: dict = {}
+        beside = Path(truth).parent / "dataset.json"
+        if beside.is_file() and num_classes is None:
+            from .data.decathlon import _read_json
+
+            meta = _read_json(beside)
+            if meta.label_values is not None:
+                kw = {"label_values": meta.label_values, "regions": meta.regions, "ignore_value": meta.ignore_value}
         return evaluate_folders(pred, truth, out, num_classes=num_classes, convention=convention,
-                                include_background=include_background)
+                                include_background=include_background, **kw)
     if num_classes is not None and num_classes != ds.num_classes:
         raise ConfigError(f"--num-classes {num_classes}: dataset {ds.root} has {ds.num_classes} classes "
                           f"({', '.join(ds.class_names)})")
@@ -197,7 +216,8 @@ def evaluate(*, pred: Path | str, truth: Path | str, out: Path | str, convention
             if c.label is None:
                 raise DataError(f"{c.image_path}: case '{c.id}' has no label to evaluate against")
             write_label(Path(tmp) / label_file_name(c.id, c.image_path),
-                        to_label_values(c.label, ds.label_values), affine=c.affine, spacing=c.spacing)
+                        to_label_values(c.label, ds.label_values, ds.ignore_value), affine=c.affine,
+                        spacing=c.spacing)
         return evaluate_folders(pred, tmp, out, convention=convention, include_background=include_background,
-                                label_values=ds.label_values, regions=ds.regions,
+                                label_values=ds.label_values, regions=ds.regions, ignore_value=ds.ignore_value,
                                 distance_unit="mm" if ds.spacing_known else "pixel")

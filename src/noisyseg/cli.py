@@ -1,6 +1,8 @@
 """The `noisyseg` command line: a thin layer over noisyseg.api.
 
-Every user-facing error (NoisySegError) becomes one line on stderr and exit code 2.
+Every user-facing error (NoisySegError) becomes one line on stderr and exit code 2. The
+choices that options list in --help come from the registries (methods, noise protocols,
+audit scores), so a new entry shows up without touching this file.
 """
 
 from __future__ import annotations
@@ -13,10 +15,37 @@ from typing import Optional
 
 import typer
 
+from . import __version__
+from .api import CHECKPOINTS, SPLITS
+from .audit import AUDIT_METHODS, CASE_SCORES
+from .demo import DEMO_METHODS, DEMO_TASKS
 from .errors import NoisySegError
+from .methods import available_methods
+from .noise.model_labels import MODEL_PROTOCOLS
+from .noise.registry import PROTOCOLS
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Medical image segmentation that stays accurate when the training labels are wrong.")
+
+METHODS = tuple(available_methods())
+NOISE_PROTOCOLS = tuple(PROTOCOLS) + tuple(MODEL_PROTOCOLS)
+
+
+def one_of(choices) -> str:
+    """'one of: a, b, c' for an option's help."""
+    return "one of: " + ", ".join(choices)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"noisyseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="print the noisyseg version and exit")) -> None:
+    """Medical image segmentation that stays accurate when the training labels are wrong."""
 
 
 def handle_errors(fn):
@@ -47,26 +76,27 @@ class Convention(str, Enum):
 @app.command()
 @handle_errors
 def train(
-    data: Path = typer.Option(..., help="dataset folder (Decathlon, LA/Pancreas h5, BraTS or Kvasir layout)"),
-    method: str = typer.Option("supervised", help="training method (see `noisyseg methods`)"),
+    data: Path = typer.Option(..., help="dataset folder (Decathlon / nnU-Net raw, LA/Pancreas h5, BraTS, PROMISE12 "
+                                        "or Kvasir layout)"),
+    method: str = typer.Option("supervised", help=f"training method, {one_of(METHODS)} (`noisyseg methods`)"),
     out: Path = typer.Option(..., help="run folder to create (or to continue with --resume)"),
-    config: Optional[Path] = typer.Option(None, help="YAML config"),
-    seed: Optional[int] = typer.Option(None, help="overrides train.seed"),
+    config: Optional[Path] = typer.Option(None, help="YAML config (configs/example.yaml lists every option)"),
+    seed: Optional[int] = typer.Option(None, help="overrides train.seed (network initialisation, batches)"),
     max_steps: Optional[int] = typer.Option(None, help="total optimisation steps (also after --resume)"),
     device: Optional[Device] = typer.Option(None, help="overrides train.device"),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
     clean_cases: Optional[Path] = typer.Option(None, help="text file of trusted case ids, one per line"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Train a method on a dataset."""
+    """Train a method on a dataset; the run folder gets checkpoints, train_log.csv, train.log and figures.
+
+    Example: noisyseg train --data Task02_Heart --method clcs --out runs/clcs"""
     from . import api
 
     res = api.train(data=data, method=method, out=out, config=config, seed=seed, max_steps=max_steps,
                     device=device.value if device else None, resume=resume, clean_cases=clean_cases,
                     progress=not quiet)
-    state = "interrupted (resume with --resume)" if res.interrupted else "done"
-    typer.echo(f"{state}: {res.steps_done} steps, best validation Dice {res.best_score:.4f} "
-               f"at step {res.best_step}; run in {res.run_dir}")
+    typer.echo(res.message())
     if res.interrupted:
         raise typer.Exit(130)
 
@@ -75,15 +105,18 @@ def train(
 @handle_errors
 def predict(
     run: Path = typer.Option(..., help="a trained run folder"),
-    images: Path = typer.Option(..., help="folder of images (NIfTI, MetaImage, PNG) or a dataset folder "
-                                          "in any layout (e.g. LA h5)"),
-    out: Path = typer.Option(..., help="folder for the predicted label maps (same file names, or <ID>.nii.gz)"),
-    checkpoint: str = typer.Option("best", help="best (validation-selected) or last"),
-    device: Device = typer.Option(Device.auto),
-    split: str = typer.Option("test", help="dataset folders: test, val, train or all"),
+    images: Path = typer.Option(..., help="folder of images (NIfTI, MetaImage, NRRD, PNG; nnU-Net channel files "
+                                          "<ID>_0000, <ID>_0001 are one case) or a dataset folder in any layout"),
+    out: Path = typer.Option(..., help="folder for the predicted label maps, <ID> + the input's (or dataset's) "
+                                       "file ending"),
+    checkpoint: str = typer.Option("best", help=f"{one_of(CHECKPOINTS)} (best: selected on validation)"),
+    device: Device = typer.Option(Device.auto, help="where the network runs (auto: cuda when available)"),
+    split: str = typer.Option("test", help=f"dataset folders: the cases of this split, {one_of(SPLITS)}"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Predict label maps for every image of a folder, or every case of a dataset split, with a trained run."""
+    """Predict label maps for every image of a folder, or every case of a dataset split, with a trained run.
+
+    Example: noisyseg predict --run runs/clcs --images Task02_Heart/imagesTs --out pred"""
     from . import api
 
     paths = api.predict(run=run, images=images, out=out, checkpoint=checkpoint, device=device.value,
@@ -95,18 +128,22 @@ def predict(
 @handle_errors
 def evaluate(
     pred: Path = typer.Option(..., help="folder of predicted label maps"),
-    truth: Path = typer.Option(..., help="folder of reference label maps (matched by case id), or a dataset "
-                                         "folder in any layout (its --split cases)"),
+    truth: Path = typer.Option(..., help="folder of reference label maps (matched by case id; classes and ignore "
+                                         "label from a dataset.json beside it), or a dataset folder in any layout "
+                                         "(its --split cases)"),
     out: Path = typer.Option(..., help="folder for metrics.csv and summary.json"),
     convention: Convention = typer.Option(Convention.monai, help="surface-distance convention"),
     num_classes: Optional[int] = typer.Option(None, help="classes incl. background (default: from the files)"),
     include_background: bool = typer.Option(False, help="also score class 0"),
-    split: str = typer.Option("test", help="--truth dataset folders: test, val, train or all"),
+    split: str = typer.Option("test", help=f"--truth dataset folders: the cases of this split, {one_of(SPLITS)}"),
 ) -> None:
     """Dice, IoU, HD95 and ASD per case and class; mean and std in summary.json.
 
     --convention medpy reproduces the numbers of the LA / Pancreas papers (medpy's hd95 and
-    asd); monai is symmetric (see the README's worked example)."""
+    asd); monai is symmetric (see the README's worked example). Ignored (unannotated) voxels
+    are left out of every metric.
+
+    Example: noisyseg evaluate --pred pred --truth Task02_Heart/labelsTs --out eval"""
     from . import api
 
     summary = api.evaluate(pred=pred, truth=truth, out=out, num_classes=num_classes, convention=convention.value,
@@ -120,14 +157,17 @@ def evaluate(
 @handle_errors
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="output folder"),
-    quick: bool = typer.Option(False, help="a smaller run (under 2 minutes on 2 CPU cores)"),
-    task: str = typer.Option("mni", help="mni (2D brain tissue, real anatomy) or phantom3d"),
-    methods: Optional[str] = typer.Option(None, help="comma-separated methods (default: all demo methods)"),
-    noise: str = typer.Option("morph", help="noise protocol for the training labels"),
-    seed: int = typer.Option(0),
+    quick: bool = typer.Option(False, help="a smaller run: fewer slices and steps (under 3 minutes on 2 CPU cores)"),
+    task: str = typer.Option("mni", help=f"{one_of(DEMO_TASKS)} (mni: 2D brain tissue, real anatomy)"),
+    methods: Optional[str] = typer.Option(None, help=f"comma-separated methods (default: "
+                                                     f"{', '.join(DEMO_METHODS)}), each {one_of(METHODS)}"),
+    noise: str = typer.Option("morph", help=f"noise protocol for the training labels, {one_of(NOISE_PROTOCOLS)}"),
+    seed: int = typer.Option(0, help="seed of the noise, the split and the training runs"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
-    """The whole flow on embedded data: noisy labels, training, prediction, evaluation, table, figures."""
+    """The whole flow on embedded data: noisy labels, training, prediction, evaluation, table, figures.
+
+    Example: noisyseg demo --quick --out demo_out"""
     from .demo import run_demo
 
     result = run_demo(out, quick=quick, task=task, methods=methods.split(",") if methods else None,
@@ -140,10 +180,10 @@ def demo(
 @handle_errors
 def noise(
     data: Path = typer.Option(..., help="dataset folder with training labels"),
-    protocol: str = typer.Option(..., help="morph, l2b, markov, affine, polygon, ellipse, classswap, flip, pseudo, sfda"),
+    protocol: str = typer.Option(..., help=f"noise protocol, {one_of(NOISE_PROTOCOLS)}"),
     out: Path = typer.Option(..., help="folder for the noisy copy (Decathlon layout)"),
     level: Optional[float] = typer.Option(None, help="morph: corrupted-case fraction; l2b: 1-Dice; flip: rate"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="seed of the corrupted-case choice and of every generator"),
     clean_fraction: Optional[float] = typer.Option(None, help="share of cases kept clean (not morph)"),
     n_clean: Optional[int] = typer.Option(None, help="number of cases kept clean (any protocol)"),
     clean_cases: Optional[Path] = typer.Option(None, help="trusted case ids (always kept clean)"),
@@ -158,7 +198,10 @@ def noise(
     """Write a copy of a dataset whose training labels carry a chosen noise, plus noise_report.csv.
 
     Model protocols: pseudo (labels = predictions of --source-run) and sfda (source model from
-    --source-run or trained on --source, entropy-adapted to the target images, then predicting)."""
+    --source-run or trained on --source, entropy-adapted to the target images, then predicting).
+    Ignored (unannotated) voxels stay ignored.
+
+    Example: noisyseg noise --data Task02_Heart --protocol morph --level 0.5 --out heart_morph"""
     import json
 
     from .config import load_yaml_mapping, parse_key_values
@@ -179,15 +222,18 @@ def audit(
     run: Path = typer.Option(..., help="a trained run folder"),
     data: Path = typer.Option(..., help="dataset folder whose training labels are scored"),
     out: Path = typer.Option(..., help="folder for maps/, cases.csv, summary.json and report.md"),
-    method: str = typer.Option("auto", help="auto (CLCS: its thresholds; else self_confidence), "
-                                            "self_confidence, margin or threshold"),
-    case_score: str = typer.Option("suspected_fraction", help="suspected_fraction, mean_topk or mean"),
+    method: str = typer.Option("auto", help=f"voxel score, {one_of(AUDIT_METHODS)} (auto: CLCS runs their "
+                                            "thresholds, 2D MetaDCSeg runs with trusted cases their meta weights, "
+                                            "else self_confidence)"),
+    case_score: str = typer.Option("suspected_fraction", help=f"per-case score, {one_of(CASE_SCORES)}"),
     top_percent: float = typer.Option(1.0, help="mean_topk: share (%) of the highest voxel scores"),
-    checkpoint: str = typer.Option("best", help="best (validation-selected) or last"),
-    device: Device = typer.Option(Device.auto),
+    checkpoint: str = typer.Option("best", help=f"{one_of(CHECKPOINTS)} (best: selected on validation)"),
+    device: Device = typer.Option(Device.auto, help="where the network runs (auto: cuda when available)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Score the training labels with a trained run: per-voxel error maps, a ranked cases.csv, report.md."""
+    """Score the training labels with a trained run: per-voxel error maps, a ranked cases.csv, report.md.
+
+    Example: noisyseg audit --run runs/supervised --data heart_morph --out audit"""
     from .audit import audit as run_audit
 
     summary = run_audit(run=run, data=data, out=out, method=method, case_score=case_score,
@@ -206,7 +252,8 @@ def benchmark(
     config: Path = typer.Option(..., help="benchmark config (configs/*.yaml: a benchmark: section + training config)"),
     out: Path = typer.Option(..., help="output folder (an interrupted benchmark in it is resumed)"),
     data: Optional[str] = typer.Option(None, help="dataset folder (overrides benchmark.data)"),
-    methods: Optional[str] = typer.Option(None, help="comma-separated methods (overrides benchmark.methods)"),
+    methods: Optional[str] = typer.Option(None, help=f"comma-separated methods (overrides benchmark.methods), "
+                                                     f"each {one_of(METHODS)}"),
     seeds: Optional[int] = typer.Option(None, help="number of training seeds 0..N-1 (overrides benchmark.seeds)"),
     max_steps: Optional[int] = typer.Option(None, help="override train.max_steps of every run (smoke tests)"),
     device: Optional[Device] = typer.Option(None, help="overrides train.device"),
@@ -215,7 +262,9 @@ def benchmark(
     """Noise, train every method and seed, predict, evaluate on clean test labels: the papers' table.
 
     Writes results.csv, summary.md (mean ± std, best in bold, published numbers beside),
-    summary.json and figures/ into --out; finished method/seed runs are skipped on rerun."""
+    summary.json and figures/ into --out; finished method/seed runs are skipped on rerun.
+
+    Example: noisyseg benchmark --config configs/demo.yaml --out bench_demo"""
     from .benchmark import BenchmarkInterrupted, run_benchmark
 
     method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
@@ -234,7 +283,9 @@ def benchmark(
 def list_methods(
     params: bool = typer.Option(False, "--params", help="also list each method's parameters and defaults"),
 ) -> None:
-    """List the available training methods (set parameters with method.params in a config)."""
+    """List the available training methods (set parameters with method.params in a config).
+
+    Example: noisyseg methods --params"""
     from .methods import available_methods, get_method_class
 
     for name in available_methods():

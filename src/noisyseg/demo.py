@@ -31,6 +31,9 @@ class DemoResult:
     out: Path
 
 
+DEMO_TASKS = ("mni", "phantom3d")
+
+
 def demo_settings(task: str, quick: bool) -> dict:
     """Dataset size, noise parameters and config overrides for each demo variant."""
     if task == "mni":

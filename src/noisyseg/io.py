@@ -4,7 +4,8 @@ Every reader returns arrays in (x, y[, z]) order for NIfTI, MetaImage and h5 and
 for 2D images, plus the voxel spacing in millimetres and a 4x4 affine (identity-scaled for
 formats that have none), so that outputs can keep the input's geometry.
 
-MetaImage files (PROMISE12) are read and written by :mod:`noisyseg.metaimage`.
+MetaImage files (PROMISE12) are read and written by :mod:`noisyseg.metaimage`; NRRD and other
+ITK formats by :mod:`noisyseg.itkio` (SimpleITK, the optional ``itk`` extra).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .errors import DataError
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 METAIMAGE_SUFFIXES = (".mhd", ".mha")
-SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + IMAGE2D_SUFFIXES + METAIMAGE_SUFFIXES + (".h5", ".hdf5")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".gipl", ".gipl.gz")  # through SimpleITK (noisyseg[itk])
+SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + IMAGE2D_SUFFIXES + METAIMAGE_SUFFIXES + ITK_SUFFIXES + (".h5", ".hdf5")
 
 
 @dataclass
@@ -55,24 +57,29 @@ def case_id(path: Path | str) -> str:
     return Path(name).stem
 
 
-def label_file_name(case_id: str, image_path: Path | str) -> str:
-    """Name of a label map written for a case: <id>.png when its image is a 2D image file
+def label_file_name(case_id: str, image_path: Path | str, file_ending: str | None = None) -> str:
+    """Name of a label map written for a case: <id><file_ending> when the dataset declares one
+    (nnU-Net v2 ``file_ending``, e.g. ".nrrd"), else <id>.png when its image is a 2D image file
     (PNG, JPEG, ...), <id>.nii.gz otherwise (NIfTI, MetaImage, h5 volumes)."""
+    if file_ending and file_ending.lower() in (".nii.gz", ".nii", ".png") + METAIMAGE_SUFFIXES + ITK_SUFFIXES:
+        return f"{case_id}{file_ending}"
     return f"{case_id}.png" if str(image_path).lower().endswith(IMAGE2D_SUFFIXES) else f"{case_id}.nii.gz"
 
 
 def file_kind(path: Path | str) -> str:
-    """'nifti', 'metaimage', 'image2d' or 'h5' from the file name; DataError for anything else."""
+    """'nifti', 'metaimage', 'itk', 'image2d' or 'h5' from the file name; DataError for anything else."""
     name = str(path).lower()
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if name.endswith(METAIMAGE_SUFFIXES):
         return "metaimage"
+    if name.endswith(ITK_SUFFIXES):
+        return "itk"
     if name.endswith(IMAGE2D_SUFFIXES):
         return "image2d"
     if name.endswith((".h5", ".hdf5")):
         return "h5"
-    raise DataError(f"{path}: unsupported file type (expected NIfTI, MetaImage .mhd/.mha, PNG/JPEG or h5)")
+    raise DataError(f"{path}: unsupported file type (expected NIfTI, MetaImage .mhd/.mha, NRRD, PNG/JPEG or h5)")
 
 
 def list_case_files(folder: Path) -> list[Path]:
@@ -105,6 +112,10 @@ def read_file(path: Path | str, *, h5_key: str | None = None) -> Volume:
             from .metaimage import read_metaimage
 
             vol = read_metaimage(path)
+        elif kind == "itk":
+            from .itkio import read_itk
+
+            vol = read_itk(path)
         elif kind == "image2d":
             from PIL import Image
 
@@ -191,6 +202,10 @@ def write_label(path: Path | str, label: np.ndarray, *, affine: np.ndarray | Non
         from .metaimage import write_metaimage
 
         return write_metaimage(path, np.asarray(label, dtype=np.uint8), affine=affine, spacing=spacing)
+    if kind == "itk":
+        from .itkio import write_itk
+
+        return write_itk(path, np.asarray(label, dtype=np.uint8), affine=affine, spacing=spacing)
     with atomic_path(path) as tmp:
         if kind == "nifti":
             import nibabel as nib
@@ -221,6 +236,10 @@ def write_image(path: Path | str, image: np.ndarray, *, affine: np.ndarray | Non
         from .metaimage import write_metaimage
 
         return write_metaimage(path, np.asarray(image, dtype=np.float32), affine=affine)
+    if kind == "itk":
+        from .itkio import write_itk
+
+        return write_itk(path, np.asarray(image, dtype=np.float32), affine=affine)
     with atomic_path(path) as tmp:
         if kind == "nifti":
             import nibabel as nib

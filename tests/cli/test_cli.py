@@ -146,3 +146,51 @@ def test_methods_lists_every_baseline_with_its_defaults():
     for name in names:
         for field, info in get_method_class(name).Params.model_fields.items():
             assert f"{field} = {info.get_default(call_default_factory=True)!r}" in res.output
+
+
+def test_version():
+    from noisyseg import __version__
+
+    res = run("--version")
+    assert res.exit_code == 0 and res.output.strip() == f"noisyseg {__version__}"
+
+
+def _commands():
+    import typer.main
+
+    return typer.main.get_command(app).commands
+
+
+def test_every_option_has_help_and_every_command_an_example():
+    for name, cmd in _commands().items():
+        assert f"Example: noisyseg {name}" in (cmd.help or ""), name
+        for p in cmd.params:
+            assert getattr(p, "help", None), f"{name} {p.opts} has no help text"
+
+
+def test_help_lists_the_choices_from_the_registries():
+    from noisyseg.api import CHECKPOINTS, SPLITS
+    from noisyseg.audit import AUDIT_METHODS, CASE_SCORES
+    from noisyseg.methods import available_methods
+    from noisyseg.noise.model_labels import MODEL_PROTOCOLS
+    from noisyseg.noise.registry import PROTOCOLS
+
+    expect = {"train": available_methods(), "noise": list(PROTOCOLS) + list(MODEL_PROTOCOLS),
+              "predict": list(CHECKPOINTS) + list(SPLITS), "evaluate": list(SPLITS) + ["monai", "medpy"],
+              "audit": list(AUDIT_METHODS) + list(CASE_SCORES) + list(CHECKPOINTS),
+              "demo": ["mni", "phantom3d"] + list(PROTOCOLS), "benchmark": available_methods()}
+    for cmd, choices in expect.items():
+        out = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "300"}).output
+        missing = [c for c in choices if c not in out]
+        assert not missing, (cmd, missing)
+
+
+def test_readme_agrees_with_the_help():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in _commands():
+        assert f"noisyseg {name}" in readme, name
+    quick = next(p for p in _commands()["demo"].params if p.name == "quick").help
+    claim = quick[quick.index("(") + 1: quick.index(" on ")]  # e.g. "under 3 minutes"
+    assert f"`noisyseg demo --quick` in {claim}" in readme.replace("\n", " ")

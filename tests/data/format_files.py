@@ -141,3 +141,29 @@ def la_dataset(root: Path, n_train: int = 6, n_test: int = 0, shape=(24, 24, 16)
     if n_test:
         (root / "test.list").write_text("\n".join(ids[n_train:]) + "\n")
     return root
+
+
+OBLIQUE = np.array([[0.0, -1.2, 0.0, 30.0], [1.2, 0.0, 0.0, -12.0], [0.0, 0.0, 2.0, 4.0], [0, 0, 0, 1]])
+
+
+def nnunet_v2_dataset(root: Path, n_train: int = 6, n_test: int = 2, shape=(16, 16, 8), seed: int = 0,
+                      affine: np.ndarray = OBLIQUE) -> Path:
+    """An nnU-Net v2 raw dataset: two channel files per case (case_0000, case_0001), labels
+    {background 0, lesion 1, ignore 2}; in every label the first two z-slices are ignored."""
+    rng = np.random.default_rng(seed)
+    json_file(root / "dataset.json", {"channel_names": {"0": "T1", "1": "T2"},
+                                      "labels": {"background": 0, "lesion": 1, "ignore": 2},
+                                      "numTraining": n_train, "file_ending": ".nii.gz"})
+    for i in range(n_train + n_test):
+        folder, lab_folder = ("imagesTr", "labelsTr") if i < n_train else ("imagesTs", "labelsTs")
+        lab = np.zeros(shape, np.uint8)
+        c = rng.integers(5, shape[0] - 5, size=2)
+        lab[c[0] - 3:c[0] + 3, c[1] - 3:c[1] + 3, 2:-1] = 1
+        lab[:, :, :2] = 2
+        fg = (lab == 1).astype(np.float32)
+        nifti(root / folder / f"case{i:02d}_0000.nii.gz", 100 + 50 * fg + rng.normal(0, 5, shape).astype(np.float32),
+              affine)
+        nifti(root / folder / f"case{i:02d}_0001.nii.gz", 80 - 30 * fg + rng.normal(0, 5, shape).astype(np.float32),
+              affine)
+        nifti(root / lab_folder / f"case{i:02d}.nii.gz", lab, affine)
+    return root

@@ -227,7 +227,7 @@ def test_short_run_on_real_acdc_raises_validation_dice_above_step_0(tmp_path):
                      "val_fraction": 0.1},
             "net": {"channels": [8, 16, 32, 64], "features": 8},
             "optim": {"name": "adam", "lr": 3e-3},
-            "train": {"max_steps": 60, "val_every": 30, "log_every": 10, "val_max_cases": 40}}
+            "train": {"max_steps": 300, "val_every": 150, "log_every": 50, "val_max_cases": 40}}
     api.train(data=ACDC_ROOT, out=tmp_path / "r", overrides=over, progress=False)
     info = json.loads((tmp_path / "r" / "run_info.json").read_text())
     patients = {i[:10] for i in info["split"]["val"]}

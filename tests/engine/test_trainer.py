@@ -136,3 +136,20 @@ def test_torchrun_two_cpu_processes_on_gloo(mni_small, tmp_path):
     info = json.loads((tmp_path / "r" / "run_info.json").read_text())
     assert info["world_size"] == 2
     assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_text_log_keeps_early_lines_and_every_warning(tmp_path):
+    import warnings
+
+    from noisyseg.engine.logger import TextLog
+
+    with TextLog() as log:
+        log.write("loading")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("spacing differs", UserWarning)
+        log.open(tmp_path / "train.log")
+        log.write("done: 3 steps")
+    lines = (tmp_path / "train.log").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines][0] == "loading"
+    assert "warning: UserWarning: spacing differs" in lines[1] and lines[2].endswith("done: 3 steps")

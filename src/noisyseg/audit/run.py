@@ -89,16 +89,20 @@ def meta_weight_scores(model, case, meta) -> np.ndarray:
 
     def batch(c, use_clean: bool):
         lab = c.clean_label if use_clean and c.clean_label is not None else c.label
-        return torch.from_numpy(c.image[None]).to(device), torch.from_numpy(lab[None]).to(device)
+        valid = torch.from_numpy(lab[None] >= 0).to(device)
+        return (torch.from_numpy(c.image[None]).to(device), torch.from_numpy(np.maximum(lab[None], 0)).to(device),
+                None if bool(valid.all()) else valid)
 
-    image, label = batch(case, False)
-    meta_image, meta_label = batch(meta, True)
-    mw = model.compute_weights(image, label, meta_image, meta_label)
+    image, label, valid = batch(case, False)
+    meta_image, meta_label, meta_valid = batch(meta, True)
+    mw = model.compute_weights(image, label, meta_image, meta_label, valid=valid, meta_valid=meta_valid)
     a, b = mw.alpha[0].double(), mw.beta[0].double()
     total = a + b
     agree = mw.pseudo_label[0] == label[0]
     score = torch.where(total > 0, b / total.clamp_min(1e-300), torch.full_like(total, 0.5))
     score = torch.where(agree & (total > 0), torch.zeros_like(score), score)
+    if valid is not None:
+        score = torch.where(valid[0], score, torch.full_like(score, float("nan")))
     return score.float().cpu().numpy()
 
 
@@ -148,7 +152,7 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
     rows = []
     for c, s, v in zip(cases, case_scores, voxel):
         row = {"case": c.id, "error_score": float(s), "quality": 1.0 - float(s),
-               "suspected_fraction": float(np.mean(v > SUSPECT_LEVEL))}
+               "suspected_fraction": score_case(v, "suspected_fraction")}
         if c.clean_label is not None:
             st = noise_stats(c.clean_label, c.label, k)
             row.update(true_noise_level=st["noise_level"], true_changed_fraction=st["changed_fraction"])
@@ -162,8 +166,9 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
                      "ranking": [rows[i]["case"] for i in order]}
     known = [i for i, c in enumerate(cases) if c.clean_label is not None]
     if known:
-        truth = np.concatenate([(cases[i].label != cases[i].clean_label).reshape(-1) for i in known])
-        pooled = np.concatenate([voxel[i].reshape(-1) for i in known])
+        scored = np.concatenate([~np.isnan(voxel[i]).reshape(-1) for i in known])  # ignored voxels: no score
+        truth = np.concatenate([(cases[i].label != cases[i].clean_label).reshape(-1) for i in known])[scored]
+        pooled = np.concatenate([voxel[i].reshape(-1) for i in known])[scored]
         summary["detection"] = {
             "n_cases_with_clean_labels": len(known),
             "error_voxel_fraction": float(truth.mean()),
@@ -179,7 +184,8 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
         for c, v in zip(cases, voxel):
             path = tmp / "maps" / label_file_name(c.id, c.image_path)
             png = file_kind(path) == "image2d"  # 8-bit: the score in [0, 1] scaled to 0..255
-            write_image(path, np.round(np.clip(v, 0, 1) * 255).astype(np.uint8) if png else v, affine=c.affine)
+            write_image(path, np.round(np.nan_to_num(np.clip(v, 0, 1)) * 255).astype(np.uint8) if png else v,
+                        affine=c.affine)
         with (tmp / "cases.csv").open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=["rank"] + list(rows[0].keys()))
             w.writeheader()

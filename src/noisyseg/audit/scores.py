@@ -14,6 +14,9 @@ Voxel methods (p = predicted probabilities, ỹ = given label):
         confident-learning thresholds: the mean p(c) over the voxels labelled c (all cases
         together); a class with T = 0 never suspects a voxel.
 
+Ignored (unannotated) voxels, label -1 (nnU-Net's "ignore"), get no score (NaN) and take no
+part in thresholds or case scores.
+
 Case aggregations (the per-case score):
     suspected_fraction (default): share of the case's voxels that are suspected; comparable
         to the changed fraction of a noisy label.
@@ -65,8 +68,8 @@ def _as_lists(labels, probs) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
         if lab.dtype.kind not in "iub" and not np.all(np.isfinite(lab) & (lab == np.round(lab))):
             raise DataError(f"case {i}: label holds non-integer values")
         lab = lab.astype(np.int64)
-        if lab.size and (lab.min() < 0 or lab.max() >= k):
-            raise DataError(f"case {i}: label values must be in [0, {k - 1}] for {k} classes, "
+        if lab.size and (lab.min() < -1 or lab.max() >= k):
+            raise DataError(f"case {i}: label values must be in [0, {k - 1}] (or -1: ignored) for {k} classes, "
                             f"got [{lab.min()}, {lab.max()}]")
         if not np.all(np.isfinite(p)):
             raise DataError(f"case {i}: probs hold NaN or Inf")
@@ -76,8 +79,9 @@ def _as_lists(labels, probs) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
 
 
 def given_probability(label: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """p(ỹ) per voxel (*S) from a label (*S) and probs (K, *S)."""
-    return np.take_along_axis(probs, label[None], axis=0)[0]
+    """p(ỹ) per voxel (*S) from a label (*S) and probs (K, *S); NaN where the label is -1 (ignored)."""
+    pg = np.take_along_axis(probs, np.maximum(label, 0)[None], axis=0)[0]
+    return np.where(label < 0, np.nan, pg) if label.size and label.min() < 0 else pg
 
 
 def class_thresholds(labels: Sequence[np.ndarray], probs: Sequence[np.ndarray]) -> np.ndarray:
@@ -86,15 +90,18 @@ def class_thresholds(labels: Sequence[np.ndarray], probs: Sequence[np.ndarray]) 
     k = probs[0].shape[0]
     sums, counts = np.zeros(k), np.zeros(k)
     for lab, p in zip(labels, probs):
-        pg = given_probability(lab, p)
-        sums += np.bincount(lab.reshape(-1), weights=pg.reshape(-1), minlength=k)
-        counts += np.bincount(lab.reshape(-1), minlength=k)
+        keep = lab.reshape(-1) >= 0
+        pg = given_probability(lab, p).reshape(-1)[keep]
+        sums += np.bincount(lab.reshape(-1)[keep], weights=pg, minlength=k)
+        counts += np.bincount(lab.reshape(-1)[keep], minlength=k)
     return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
 
 
 def voxel_scores(label: np.ndarray, probs: np.ndarray, method: str,
                  thresholds: np.ndarray | None = None) -> np.ndarray:
-    """Error score per voxel (*S) in [0, 1] of one case (see the module doc)."""
+    """Error score per voxel (*S) in [0, 1] of one case (see the module doc); NaN where ignored."""
+    ignored = label < 0
+    label = np.maximum(label, 0)
     pg = given_probability(label, probs)
     if method == "self_confidence":
         s = 1.0 - pg
@@ -109,7 +116,8 @@ def voxel_scores(label: np.ndarray, probs: np.ndarray, method: str,
         s = np.where(t > 0, t / np.maximum(t + pg, 1e-12), 0.0)
     else:
         raise unknown_name("label-quality method", method, VOXEL_METHODS)
-    return np.clip(s, 0.0, 1.0).astype(np.float32)
+    s = np.clip(s, 0.0, 1.0)
+    return np.where(ignored, np.nan, s).astype(np.float32)
 
 
 def check_case_score(how: str, top_percent: float) -> None:
@@ -121,8 +129,12 @@ def check_case_score(how: str, top_percent: float) -> None:
 
 
 def case_score(scores: np.ndarray, how: str = "suspected_fraction", top_percent: float = 1.0) -> float:
-    """One error score per case from its voxel scores (see the module doc)."""
+    """One error score per case from its voxel scores (see the module doc); NaN voxels (ignored)
+    are left out, and a case without any scored voxel scores NaN."""
     flat = np.asarray(scores, dtype=np.float64).reshape(-1)
+    flat = flat[~np.isnan(flat)]
+    if not flat.size:
+        return float("nan")
     if how == "suspected_fraction":
         return float(np.mean(flat > SUSPECT_LEVEL))
     if how == "mean":

@@ -15,6 +15,10 @@ import numpy as np
 
 from ..errors import DataError, did_you_mean
 
+IGNORE_INDEX = -1
+"""Class index of unannotated pixels (nnU-Net v2's ``"ignore"`` label) in loaded labels:
+kept out of ``num_classes`` and excluded from every loss, selection, noise, audit and metric."""
+
 
 @dataclass
 class Case:
@@ -24,7 +28,8 @@ class Case:
         id: case id (file name without extension, or the case folder name).
         image: float32 array (C, *spatial), normalised per modality.
         label: int64 array (*spatial) of class indices 0..K-1 (the given, possibly noisy,
-            label), or None for unlabelled images.
+            label; ``IGNORE_INDEX`` where the dataset declares an ignore label), or None for
+            unlabelled images.
         clean_label: int64 array (*spatial) of the known clean label (benchmarks only).
         spacing: voxel size in mm per spatial axis.
         affine: 4x4 voxel-to-world matrix of the source image.
@@ -78,6 +83,9 @@ class Dataset:
         train_dims: the training dimensionality the layout is meant for (ACDC: 2, slices
             stored as one-slice volumes); None follows `spatial_dims`.
         spacing_known: False when the files carry no voxel spacing (distances in pixels).
+        ignore_value: the raw value of unannotated pixels (nnU-Net v2 ``"ignore"``), loaded
+            as ``IGNORE_INDEX``; None when the dataset has none.
+        file_ending: the declared file suffix (nnU-Net v2 ``file_ending``) predictions are written with.
     """
 
     root: Path
@@ -95,6 +103,8 @@ class Dataset:
     groups: dict[str, str] = field(default_factory=dict)
     train_dims: int | None = None
     spacing_known: bool = True
+    ignore_value: int | None = None
+    file_ending: str | None = None
 
     def group_of(self, case_id: str) -> str:
         """The group (patient) of a case; the case itself when the layout has no groups."""
@@ -147,15 +157,17 @@ def check_finite(image: np.ndarray, path: Path) -> None:
         raise DataError(f"{path}: image holds {bad} NaN or Inf values")
 
 
-def map_labels(label: np.ndarray, label_values: Sequence[int], path: Path) -> np.ndarray:
+def map_labels(label: np.ndarray, label_values: Sequence[int], path: Path,
+               ignore_value: int | None = None) -> np.ndarray:
     """Map raw label values to class indices 0..K-1; DataError for values outside the classes.
 
     Args:
         label: integer-valued label array (*spatial) as stored in the file.
         label_values: the raw value of each class index.
         path: the label file, for the message.
+        ignore_value: raw value of unannotated pixels, mapped to ``IGNORE_INDEX``.
     Returns:
-        int64 array (*spatial) of class indices.
+        int64 array (*spatial) of class indices (``IGNORE_INDEX`` at ignored pixels).
     """
     if label.dtype.kind == "f":
         if not np.all(np.isfinite(label)):
@@ -163,6 +175,12 @@ def map_labels(label: np.ndarray, label_values: Sequence[int], path: Path) -> np
         if not np.all(label == np.round(label)):
             raise DataError(f"{path}: label holds non-integer values")
     lab = np.asarray(label).astype(np.int64)
+    if ignore_value is not None:
+        ignored = lab == ignore_value
+        if ignored.any():
+            out = map_labels(np.where(ignored, label_values[0], lab), label_values, path)
+            out[ignored] = IGNORE_INDEX
+            return out
     values = np.asarray(label_values, dtype=np.int64)
     present = np.unique(lab)
     unknown = np.setdiff1d(present, values)
@@ -175,6 +193,16 @@ def map_labels(label: np.ndarray, label_values: Sequence[int], path: Path) -> np
     lut = np.zeros(int(values.max()) + 1, dtype=np.int64)
     lut[values] = np.arange(len(values))
     return lut[lab]
+
+
+def to_raw_labels(label: np.ndarray, label_values: Sequence[int], ignore_value: int | None = None) -> np.ndarray:
+    """Class indices (*S) back to the raw values of the label files (BraTS: 0,1,2,4);
+    ``IGNORE_INDEX`` back to `ignore_value` (to 0's value when there is none)."""
+    label = np.asarray(label)
+    out = np.asarray(label_values, dtype=np.int64)[np.maximum(label, 0)]
+    if ignore_value is not None:
+        out[label < 0] = ignore_value
+    return out
 
 
 def check_same_shape(image_shape: tuple[int, ...], label_shape: tuple[int, ...],

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..io import IMAGE2D_SUFFIXES, NIFTI_SUFFIXES, case_id, file_kind, list_case_files, read_file
+from ..io import IMAGE2D_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES, case_id, file_kind, list_case_files, read_file
 from .case import (
     Case,
     CaseRef,
@@ -60,11 +60,12 @@ class _JsonMeta:
     case_groups: dict[str, str] = field(default_factory=dict)
     train_dims: int | None = None
     spacing_known: bool = True
+    ignore_value: int | None = None
 
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    for suf in NIFTI_SUFFIXES + IMAGE2D_SUFFIXES:
+    for suf in NIFTI_SUFFIXES + ITK_SUFFIXES + IMAGE2D_SUFFIXES:
         if name.endswith(suf):
             return path.name[-len(suf):]
     return path.suffix
@@ -81,11 +82,13 @@ def _ordered_by_index(mapping: dict[str, Any], what: str, path: Path) -> list[st
     return [v for _, v in items]
 
 
-def _parse_labels(labels: Any, path: Path) -> tuple[list[str], list[int], dict[str, list[int]], bool]:
+def _parse_labels(labels: Any, path: Path
+                  ) -> tuple[list[str], list[int], dict[str, list[int]], bool, int | None]:
     """Parse MSD v1 ({"0": "background"}) or nnU-Net v2 ({"background": 0}) labels.
 
-    nnU-Net v2 region entries ({"whole tumor": [1, 2, 3]}) become `regions` in class indices.
-    Returns (class_names, label_values, regions, is_v2).
+    nnU-Net v2 region entries ({"whole tumor": [1, 2, 3]}) become `regions` in class indices;
+    its ``"ignore"`` entry (unannotated pixels) is no class but the returned ignore value.
+    Returns (class_names, label_values, regions, is_v2, ignore_value).
     """
     if not isinstance(labels, dict) or not labels:
         raise DataError(f"{path}: 'labels' must be a non-empty mapping")
@@ -95,9 +98,19 @@ def _parse_labels(labels: Any, path: Path) -> tuple[list[str], list[int], dict[s
         names = [n for _, n in pairs]
         is_v2 = False
         raw_regions: dict[str, list[int]] = {}
+        ignore = None
     else:  # v2: name -> value or list of values (region)
         single: dict[int, str] = {}
         raw_regions = {}
+        if "ignore" in labels:
+            ignore = labels["ignore"]
+            if isinstance(ignore, bool) or not isinstance(ignore, int) or ignore <= 0:
+                raise DataError(f"{path}: label 'ignore' must be a positive integer value, got {ignore!r}")
+            labels = {k: v for k, v in labels.items() if k != "ignore"}
+            if not labels:
+                raise DataError(f"{path}: 'labels' declares only 'ignore'")
+        else:
+            ignore = None
         for name, val in labels.items():
             if isinstance(val, bool):
                 raise DataError(f"{path}: label '{name}' has a non-integer value {val!r}")
@@ -115,9 +128,11 @@ def _parse_labels(labels: Any, path: Path) -> tuple[list[str], list[int], dict[s
         raise DataError(f"{path}: 'labels' must declare background value 0, got {values}")
     if len(set(values)) != len(values):
         raise DataError(f"{path}: 'labels' declares a value twice: {values}")
+    if ignore is not None and ignore in values:
+        raise DataError(f"{path}: the 'ignore' value {ignore} is also a class or region value")
     index = {v: i for i, v in enumerate(values)}
     regions = {name: sorted(index[v] for v in vs) for name, vs in raw_regions.items()}
-    return names, values, regions, is_v2
+    return names, values, regions, is_v2, ignore
 
 
 def _parse_entries(entries: Any, key: str, path: Path) -> list[tuple[str, str | None]]:
@@ -151,7 +166,8 @@ def _read_json(path: Path) -> _JsonMeta:
             raise DataError(f"{path}: 'modality' / 'channel_names' must be a non-empty mapping")
         meta.modalities = _ordered_by_index(mods, "channel_names" if "channel_names" in raw else "modality", path)
     if "labels" in raw:
-        meta.class_names, meta.label_values, meta.regions, is_v2 = _parse_labels(raw["labels"], path)
+        meta.class_names, meta.label_values, meta.regions, is_v2, meta.ignore_value = _parse_labels(
+            raw["labels"], path)
         meta.nnunet_v2 = meta.nnunet_v2 or is_v2
     if raw.get("regions_class_indices"):  # written by noisyseg's own converted copies (BraTS WT/TC/ET)
         reg = raw["regions_class_indices"]
@@ -201,6 +217,31 @@ def _index_folder(files: list[Path], split_channels: bool) -> dict[str, list[Pat
         else:
             index.setdefault(cid, []).append((0, f))
     return {cid: [p for _, p in sorted(chs)] for cid, chs in sorted(index.items())}
+
+
+def group_channel_files(files: list[Path], n_channels: int) -> list[tuple[str, list[Path]]]:
+    """A plain folder's image files as cases: nnU-Net channel files ``<case>_0000``,
+    ``<case>_0001``, ... grouped under ``<case>`` when every file is one and each case has
+    exactly channels 0..n_channels-1; otherwise one case per file, named by the file.
+
+    Raises:
+        DataError: multi-channel input whose channel files are incomplete, naming the case.
+    """
+    matches = [(_CHANNEL_RE.match(case_id(f)), f) for f in files]
+    if not files or not all(m for m, _ in matches):
+        return [(case_id(f), [f]) for f in files]
+    groups: dict[str, dict[int, Path]] = {}
+    for m, f in matches:
+        groups.setdefault(m.group("case"), {})[int(m.group("ch"))] = f
+    want = list(range(n_channels))
+    bad = [(cid, chs) for cid, chs in groups.items() if sorted(chs) != want]
+    if bad and n_channels == 1:
+        return [(case_id(f), [f]) for f in files]  # numbered single-channel files, not channels
+    if bad:
+        cid, chs = bad[0]
+        raise DataError(f"{next(iter(chs.values()))}: case '{cid}' has channel files {sorted(chs)}; the run "
+                        f"expects {n_channels} (_0000 .. _{n_channels - 1:04d})")
+    return [(cid, [chs[i] for i in want]) for cid, chs in sorted(groups.items())]
 
 
 def _decide_split(meta: _JsonMeta | None, root: Path, image_files: list[Path], label_ids: set[str]) -> bool:
@@ -254,7 +295,7 @@ def _peek_shape(path: Path) -> tuple[int, ...]:
             import nibabel as nib
 
             return tuple(int(s) for s in nib.load(str(path)).shape)
-        if file_kind(path) == "metaimage":  # nnU-Net's SimpleITK datasets (.mha / .mhd)
+        if file_kind(path) in ("metaimage", "itk"):  # nnU-Net's SimpleITK datasets (.mha, .nrrd)
             from ..io import read_file
 
             return tuple(read_file(path).array.shape)
@@ -329,17 +370,18 @@ def read_channels(files: list[Path], modalities: list[str], spatial_dims: int
 
 
 def read_label(path: Path, image_shape: tuple[int, ...], image_path: Path,
-               label_values: list[int], spatial_dims: int) -> np.ndarray:
-    """Read a label file, check it matches the image, map it to class indices (int64)."""
+               label_values: list[int], spatial_dims: int, ignore_value: int | None = None) -> np.ndarray:
+    """Read a label file, check it matches the image, map it to class indices (int64;
+    ``IGNORE_INDEX`` where it holds `ignore_value`)."""
     vol = read_file(path)
     lab = _label_array(vol.array, spatial_dims, path)
     check_same_shape(image_shape, lab.shape, image_path, path)
-    return map_labels(lab, label_values, path)
+    return map_labels(lab, label_values, path, ignore_value)
 
 
 def _load_case(cid: str, image_files: list[Path], split_channels: bool, label_path: Path | None,
                clean_path: Path | None, modalities: list[str], label_values: list[int],
-               spatial_dims: int) -> Case:
+               spatial_dims: int, ignore_value: int | None = None) -> Case:
     files = list(image_files)
     if split_channels:
         d, ext = files[0].parent, _suffix(files[0])
@@ -354,9 +396,9 @@ def _load_case(cid: str, image_files: list[Path], split_channels: bool, label_pa
     image, spacing, affine = read_channels(files, modalities, spatial_dims)
     label = clean = None
     if label_path is not None:
-        label = read_label(label_path, image.shape[1:], files[0], label_values, spatial_dims)
+        label = read_label(label_path, image.shape[1:], files[0], label_values, spatial_dims, ignore_value)
     if clean_path is not None:
-        clean = read_label(clean_path, image.shape[1:], files[0], label_values, spatial_dims)
+        clean = read_label(clean_path, image.shape[1:], files[0], label_values, spatial_dims, ignore_value)
     return Case(id=cid, image=image, label=label, spacing=spacing, affine=affine,
                 image_path=files[0], clean_label=clean)
 
@@ -392,6 +434,10 @@ def read_decathlon(root: Path | str, *, clean_cases_file: Path | str | None = No
 
     tr_files = list_case_files(images_tr) if images_tr.is_dir() else []
     ts_files = list_case_files(images_ts) if images_ts.is_dir() else []
+    if meta is not None and meta.file_ending:  # nnU-Net v2: only files with the declared ending
+        ending = meta.file_ending.lower()
+        tr_files = [f for f in tr_files if f.name.lower().endswith(ending)]
+        ts_files = [f for f in ts_files if f.name.lower().endswith(ending)]
     tr_labels = _label_index(labels_tr)
     ts_labels = _label_index(labels_ts)
     clean_labels = _label_index(clean_dir)
@@ -454,6 +500,7 @@ def read_decathlon(root: Path | str, *, clean_cases_file: Path | str | None = No
         modalities = ["R", "G", "B"] if (n_ch == 3 and file_kind(first) == "image2d") else ["MRI"] * n_ch
 
     regions: dict[str, list[int]] = {}
+    ignore_value = meta.ignore_value if meta is not None else None
     if meta is not None and meta.label_values is not None:
         class_names, label_values = list(meta.class_names or []), list(meta.label_values)
         regions = dict(meta.regions)
@@ -476,11 +523,11 @@ def read_decathlon(root: Path | str, *, clean_cases_file: Path | str | None = No
         if has_clean:
             clean_path = clean_labels.get(cid, clean_dir / (lab_path.name if lab_path else f"{cid}.nii.gz"))
         loader = partial(_load_case, cid, files, split, lab_path, clean_path, modalities,
-                         label_values, spatial_dims)
+                         label_values, spatial_dims, ignore_value)
         train_refs.append(CaseRef(id=cid, loader=loader, path=files[0]))
     test_refs = [
         CaseRef(id=cid, path=files[0], loader=partial(_load_case, cid, files, split, lab_path, None,
-                                                      modalities, label_values, spatial_dims))
+                                                      modalities, label_values, spatial_dims, ignore_value))
         for cid, files, lab_path in test
     ]
 
@@ -495,4 +542,5 @@ def read_decathlon(root: Path | str, *, clean_cases_file: Path | str | None = No
                    label_values=label_values, modalities=modalities, train=train_refs, test=test_refs,
                    trusted_ids=trusted, regions=regions, has_clean_labels=has_clean, groups=groups,
                    train_dims=meta.train_dims if meta is not None else None,
-                   spacing_known=meta.spacing_known if meta is not None else True)
+                   spacing_known=meta.spacing_known if meta is not None else True,
+                   ignore_value=ignore_value, file_ending=meta.file_ending if meta is not None else None)

@@ -29,7 +29,7 @@ class _Item:
 def _fg_coords(label: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     coords = []
     for k in np.unique(label):
-        if k == 0:
+        if k <= 0:  # background and ignored (IGNORE_INDEX) pixels
             continue
         idx = np.argwhere(label == k)
         if len(idx) > _MAX_FG_COORDS:
@@ -140,13 +140,20 @@ class PatchSampler:
 
     def batch(self, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
         """The batch of a step: image (N, C, *P) float32, label (N, *P) int64 and, when every
-        case has a known clean label, clean_label (N, *P)."""
+        case has a known clean label, clean_label (N, *P).
+
+        When the patches hold ignored pixels (``IGNORE_INDEX``), ``valid`` (N, *P) bool marks the
+        annotated ones and the labels hold class 0 at the others, so that methods index them
+        safely and weight every label-dependent term by ``valid``."""
         rng = np.random.default_rng([self.seed, step, rank])
         samples = [self.sample(rng) for _ in range(self.batch_size)]
-        out = {
-            "image": torch.from_numpy(np.stack([s[0] for s in samples]).astype(np.float32)),
-            "label": torch.from_numpy(np.stack([s[1][0] for s in samples]).astype(np.int64)),
-        }
+        label = np.stack([s[1][0] for s in samples]).astype(np.int64)
+        out = {"image": torch.from_numpy(np.stack([s[0] for s in samples]).astype(np.float32))}
+        valid = label >= 0
+        if not valid.all():
+            out["valid"] = torch.from_numpy(valid)
+            label = np.maximum(label, 0)
+        out["label"] = torch.from_numpy(label)
         if self.has_clean:
-            out["clean_label"] = torch.from_numpy(np.stack([s[1][1] for s in samples]).astype(np.int64))
+            out["clean_label"] = torch.from_numpy(np.maximum(np.stack([s[1][1] for s in samples]), 0).astype(np.int64))
         return out

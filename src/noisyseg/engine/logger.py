@@ -58,3 +58,55 @@ class RunLogger:
         self.flush()
         if self.tb is not None:
             self.tb.close()
+
+
+class TextLog:
+    """``train.log``: the run's console messages and every warning raised while it trains, one
+    timestamped line each, appended (a resumed run continues the file).
+
+    Lines written before `open` (data loading happens before the run folder exists) are kept
+    and written first. Warnings still reach the console as before.
+    """
+
+    def __init__(self):
+        self.path: Path | None = None
+        self._pending: list[str] = []
+        self._old_showwarning = None
+
+    def __enter__(self) -> TextLog:
+        import warnings
+
+        self._old_showwarning = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            self._old_showwarning(message, category, filename, lineno, file, line)
+            self.write(f"warning: {category.__name__}: {message} ({Path(filename).name}:{lineno})")
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import warnings
+
+        warnings.showwarning = self._old_showwarning
+
+    def open(self, path: Path) -> None:
+        """Start appending to `path`, with the lines written so far."""
+        self.path = Path(path)
+        pending, self._pending = self._pending, []
+        for line in pending:
+            self._append(line)
+
+    def write(self, message: str) -> None:
+        import time
+
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        if self.path is None:
+            self._pending.append(line)
+        else:
+            self._append(line)
+
+    def _append(self, line: str) -> None:
+        assert self.path is not None
+        with self.path.open("a") as fh:
+            fh.write(line + "\n")

@@ -30,7 +30,7 @@ from . import distributed as dist_utils
 from .cpu_memory import keep_freed_memory
 from .checkpoint import load_checkpoint, package_versions, rng_state, save_checkpoint, set_rng_state
 from .inference import predict_case
-from .logger import RunLogger
+from .logger import RunLogger, TextLog
 
 DEFAULT_PATCH = {2: [128, 128], 3: [64, 64, 64]}
 
@@ -42,6 +42,12 @@ class TrainResult:
     best_score: float
     best_step: int
     interrupted: bool = False
+
+    def message(self) -> str:
+        """The one-line outcome the console and ``train.log`` show."""
+        state = "interrupted (resume with --resume)" if self.interrupted else "done"
+        return (f"{state}: {self.steps_done} steps, best validation Dice {self.best_score:.4f} "
+                f"at step {self.best_step}; run in {self.run_dir}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -175,8 +181,24 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
     run would (for time-sliced schedulers; `resume=True` continues it).
 
     Everything that can fail on bad input (config, data, method parameters) is checked
-    before the run folder is created, so a failed start leaves nothing behind.
+    before the run folder is created, so a failed start leaves nothing behind. The run's
+    messages, validation scores and every warning go to ``train.log`` in `run_dir`.
     """
+    with TextLog() as text:
+        try:
+            res = _train(cfg, dataset, run_dir, resume=resume, trusted_ids=trusted_ids, progress=progress,
+                         stop_at_step=stop_at_step, text=text)
+        except Exception as exc:
+            if text.path is not None:
+                text.write(f"error: {type(exc).__name__}: {exc}")
+            raise
+        if text.path is not None:
+            text.write(res.message())
+    return res
+
+
+def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool, trusted_ids: list[str] | None,
+           progress: bool, stop_at_step: int | None, text: TextLog) -> TrainResult:
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
@@ -249,6 +271,11 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
                     "world_size": dinfo.world_size, "device": str(device), "amp": use_amp}
         with atomic_path(run_dir / "run_info.json") as tmp:
             tmp.write_text(json.dumps(run_info, indent=2))
+        text.open(run_dir / "train.log")
+        text.write(f"{'resume' if resume else 'train'} {cfg.method.name} on {dataset.root} ({dataset.layout}, "
+                   f"{dims}D patches {patch}): {len(train_ids)} training, {len(val_ids)} validation, "
+                   f"{len(trusted)} trusted cases; device {device}; steps {start}..{cfg.train.max_steps}; "
+                   f"seed {cfg.train.seed}")
     logger = RunLogger(run_dir / "train_log.csv", run_dir / "tb", resume_step=start) if dinfo.is_main else None
 
     def checkpoint(step_next: int, name: str = "last.pt") -> None:
@@ -297,6 +324,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
             if meta_sampler is not None:
                 meta = meta_sampler.batch(step, dinfo.rank)
                 batch["meta_image"], batch["meta_label"] = meta["image"].to(device), meta["label"].to(device)
+                if "valid" in meta:
+                    batch["meta_valid"] = meta["valid"].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 out = method.training_step(batch, sinfo)
             if not torch.isfinite(out.loss):
@@ -319,6 +348,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
                 if dinfo.is_main and val_cases:
                     scores = validate()
                     logger.log(step, scores)
+                    text.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
                     if scores["val/dice"] > best_score:
                         best_score, best_step = scores["val/dice"], step
                         save_best(step)

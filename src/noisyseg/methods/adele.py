@@ -195,7 +195,7 @@ def early_learning_ended(iou_curve: Sequence[float], threshold: float = 0.9, min
 
 
 def correct_labels(probs: torch.Tensor, label: torch.Tensor, active_classes: torch.Tensor, threshold: float,
-                   class_constraint: bool = True) -> torch.Tensor:
+                   class_constraint: bool = True, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Labels with confident predictions of active classes written in.
 
     Pixel i takes ŷ_i = argmax p_i when max p_i > threshold, ŷ_i and ỹ_i are both active, and
@@ -208,6 +208,7 @@ def correct_labels(probs: torch.Tensor, label: torch.Tensor, active_classes: tor
             about background).
         threshold: τ.
         class_constraint: ADELE's per-sample class constraint.
+        valid: optional (N, *S) bool, the annotated pixels (only their labels count as present).
 
     Returns:
         (N, *S) long; equal to `label` wherever no active class is involved.
@@ -218,16 +219,19 @@ def correct_labels(probs: torch.Tensor, label: torch.Tensor, active_classes: tor
     if class_constraint:
         n, k = label.shape[0], probs.shape[1]
         present = torch.zeros(n, k, dtype=torch.bool, device=label.device)
-        present.scatter_(1, label.reshape(n, -1), True)
+        present.scatter_(1, (label if valid is None else label * valid).reshape(n, -1), True)
         allowed = present.gather(1, pred.reshape(n, -1)).view_as(pred) | (pred == 0)
         change &= allowed
     return torch.where(change, pred, label)
 
 
-def intersection_union(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class |pred = c ∧ label = c| and |pred = c ∨ label = c| (K,) int64, no host sync."""
-    inter = class_counts(label, num_classes, (pred == label).long())
-    return inter, class_counts(pred, num_classes) + class_counts(label, num_classes) - inter
+def intersection_union(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
+                       valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class |pred = c ∧ label = c| and |pred = c ∨ label = c| (K,) int64 over the `valid`
+    (annotated) pixels, all when None; no host sync."""
+    v = None if valid is None else valid.long()
+    inter = class_counts(label, num_classes, (pred == label).long() if v is None else (pred == label).long() * v)
+    return inter, class_counts(pred, num_classes, v) + class_counts(label, num_classes, v) - inter
 
 
 # --------------------------------------------------------------------------- the method
@@ -340,11 +344,13 @@ class ADELE(Method):
         logits = self.net(x).float()
         with torch.no_grad():
             probs = self.confidence_probs(x, logits)
-            target = correct_labels(probs, label, self.correction_classes(), p.conf_threshold, p.class_constraint)
-            inter, union = intersection_union(logits.detach().argmax(1), label, self.num_classes)
+            valid = batch.get("valid")
+            target = correct_labels(probs, label, self.correction_classes(), p.conf_threshold, p.class_constraint,
+                                    valid)
+            inter, union = intersection_union(logits.detach().argmax(1), label, self.num_classes, valid)
             self.inter_sum += inter
             self.union_sum += union
-        loss = ce_dice_loss(logits, target)
+        loss = ce_dice_loss(logits, target, valid)
         logs = self._logs(label, target, batch)
         if (info.step + 1) % self.interval(info.max_steps) == 0:
             self.record_and_detect(info.step)

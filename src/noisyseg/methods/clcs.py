@@ -93,7 +93,7 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean
+from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean, with_valid
 from .registry import register
 
 RCE_LOG_FLOOR = 1e-4  # clamp of the one-hot target inside RCE's log
@@ -217,7 +217,7 @@ STATUS_FORMS = ("count", "predicted", "labelled", "confidence")
 
 
 def learning_status(mean_probs: torch.Tensor, label: torch.Tensor, tau: float,
-                    form: str) -> tuple[torch.Tensor, torch.Tensor]:
+                    form: str, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch's learning status σ(c) per class and whether the batch measures it.
 
     Forms (ŷ = argmax p̄, conf = max p̄):
@@ -233,6 +233,7 @@ def learning_status(mean_probs: torch.Tensor, label: torch.Tensor, tau: float,
         label: (N, *S) given class indices.
         tau: the confidence level τ.
         form: one of STATUS_FORMS.
+        valid: (N, *S) bool, annotated pixels (``labelled`` counts only those).
 
     Returns:
         ((K,) float32 status in [0, 1], (K,) bool: the class was measured in this batch;
@@ -245,8 +246,9 @@ def learning_status(mean_probs: torch.Tensor, label: torch.Tensor, tau: float,
     conf, pred = p.max(1)
     sure = (conf > tau).float()
     if form == "labelled":
-        num = class_counts(label, k, sure * (pred == label).float())
-        den = class_counts(label, k).float()
+        w = torch.ones_like(sure) if valid is None else valid.float()
+        num = class_counts(label, k, w * sure * (pred == label).float())
+        den = class_counts(label, k, w)
     else:
         num = class_counts(pred, k, conf if form == "confidence" else sure)
         den = class_counts(pred, k).float()
@@ -315,10 +317,11 @@ class CLCS(Method):
         return curriculum_thresholds(self.sigma, self.params.tau)
 
     @torch.no_grad()
-    def _update_sigma(self, mean_probs: torch.Tensor, label: torch.Tensor) -> None:
+    def _update_sigma(self, mean_probs: torch.Tensor, label: torch.Tensor,
+                      valid: torch.Tensor | None = None) -> None:
         """EMA of the learning status of the classes this batch measures (the others keep theirs)."""
         m = self.params.ema_momentum
-        value, present = learning_status(mean_probs, label, self.params.tau, self.params.status)
+        value, present = learning_status(mean_probs, label, self.params.tau, self.params.status, valid)
         if self.params.status == "count":  # every class is measured
             self.sigma.mul_(m).add_(value, alpha=1.0 - m)
         else:
@@ -340,11 +343,14 @@ class CLCS(Method):
 
         thr = self.thresholds()  # from σ before this batch
         clean = clean_mask(mean_probs, label, thr)
-        self._update_sigma(mean_probs, label)
+        valid = batch.get("valid")  # unannotated pixels: neither clean nor noisy
+        if valid is not None:
+            clean = clean & valid
+        self._update_sigma(mean_probs, label, valid)
         warm = info.step < self.warmup_steps(info.max_steps)
 
         if warm:
-            loss = ce_dice_loss(logits1, label) + ce_dice_loss(logits2, label)
+            loss = ce_dice_loss(logits1, label, valid) + ce_dice_loss(logits2, label, valid)
             with torch.no_grad():
                 l_dis = discrepancy_loss(z1, z2)
             terms = {"loss/warmup": loss.detach(), "loss/dis": l_dis}
@@ -352,6 +358,8 @@ class CLCS(Method):
             cleanf = clean.float()
             lab = label.unsqueeze(1)
             noisy_w = (1.0 - cleanf) * mean_probs.gather(1, lab).squeeze(1)
+            if valid is not None:
+                noisy_w = noisy_w * valid
             target = one_hot(label, k) if self.use_dice else None
             l_clean = x.new_zeros((), dtype=torch.float32)
             l_nbl = x.new_zeros((), dtype=torch.float32)
@@ -373,7 +381,7 @@ class CLCS(Method):
     def _logs(self, thr: torch.Tensor, clean: torch.Tensor, label: torch.Tensor, batch, terms: dict) -> dict:
         """Every scalar of the step in one tensor, copied to the host once."""
         k = self.num_classes
-        per_class = class_counts(label, k).float()
+        per_class = class_counts(label, k, with_valid(None, batch.get("valid"))).float()
         clean_per_class = class_counts(label, k, clean.float())
         names = [f"threshold/c{c}" for c in range(k)] + [f"clean_frac/c{c}" for c in range(k)] + list(terms)
         values = [thr.float(), clean_per_class / per_class, torch.stack([v.float() for v in terms.values()])]

@@ -223,8 +223,9 @@ class CoTeaching(Method):
         ce1, ce2 = pixel_ce(logits1, label), pixel_ce(logits2, label)
         rate = self.forget_rate(info)
         groups = label if self.params.rank == "class" else None
-        sel1 = small_loss_mask(ce1, 1.0 - rate, groups)  # net1's small-loss pixels: teach net2
-        sel2 = small_loss_mask(ce2, 1.0 - rate, groups)  # net2's small-loss pixels: teach net1
+        valid = batch.get("valid")  # unannotated pixels are never selected
+        sel1 = small_loss_mask(ce1, 1.0 - rate, groups, valid)  # net1's small-loss pixels: teach net2
+        sel2 = small_loss_mask(ce2, 1.0 - rate, groups, valid)  # net2's small-loss pixels: teach net1
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by both losses
         loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice, target)
         loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice, target)

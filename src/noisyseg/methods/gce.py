@@ -38,7 +38,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, host_logs
-from .losses import one_hot, soft_dice_loss
+from .losses import one_hot, soft_dice_loss, weighted_mean, with_valid
 from .registry import register
 
 
@@ -85,11 +85,12 @@ class GCE(Method):
     def training_step(self, batch, info: StepInfo) -> StepOutput:
         label = batch["label"]
         logits = self.net(batch["image"]).float()
-        l_gce = gce_loss(logits, label, self.params.q).mean()
+        valid = with_valid(None, batch.get("valid"))
+        l_gce = weighted_mean(gce_loss(logits, label, self.params.q), valid)
         loss = l_gce
         terms = {"loss/gce": l_gce.detach()}
         if self.params.dice:
-            l_dice = soft_dice_loss(torch.softmax(logits, 1), one_hot(label, self.num_classes))
+            l_dice = soft_dice_loss(torch.softmax(logits, 1), one_hot(label, self.num_classes), valid)
             loss = loss + l_dice
             terms["loss/dice"] = l_dice.detach()
         return StepOutput(loss, host_logs(terms))

@@ -103,11 +103,13 @@ class L2B(Method):
         self.net = make_net()
 
     def compute_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
-                        meta_label: torch.Tensor) -> MetaWeights:
+                        meta_label: torch.Tensor, valid: torch.Tensor | None = None,
+                        meta_valid: torch.Tensor | None = None) -> MetaWeights:
         """MetaWeights (α, β, ŷ, ...) of a training batch against a meta batch (meta_weights.py)."""
         p = self.params
         return weights_for_step(self.net, image, label, meta_image, meta_label, lr=p.lookahead_lr,
-                                norm_stats=p.weight_norm_stats, flip_average=p.pseudo_label == "flip_average")
+                                norm_stats=p.weight_norm_stats, flip_average=p.pseudo_label == "flip_average",
+                                valid=valid, meta_valid=meta_valid)
 
     def training_step(self, batch, info: StepInfo) -> StepOutput:
         if "meta_image" not in batch or "meta_label" not in batch:
@@ -115,7 +117,8 @@ class L2B(Method):
                               "give --clean-cases FILE or a 'clean_cases' list in dataset.json")
         p = self.params
         image, label = batch["image"], batch["label"]
-        mw = self.compute_weights(image, label, batch["meta_image"], batch["meta_label"])
+        mw = self.compute_weights(image, label, batch["meta_image"], batch["meta_label"], batch.get("valid"),
+                                  batch.get("meta_valid"))
         logits = self.net(image).float()  # the training forward (updates BN running statistics)
         weighted = weighted_bootstrap_loss(logits, label, mw.pseudo_label, mw.alpha, mw.beta)
         if p.dice_weight > 0:

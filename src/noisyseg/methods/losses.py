@@ -1,4 +1,7 @@
-"""Losses shared by the methods: masked/weighted cross-entropy and soft Dice."""
+"""Losses shared by the methods: masked/weighted cross-entropy and soft Dice.
+
+Batches whose patches hold unannotated pixels carry ``batch["valid"]`` (N, *S) bool (see
+`PatchSampler.batch`); every label-dependent term is weighted by it (`with_valid`)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,13 @@ def one_hot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
 def pixel_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-pixel cross-entropy (N, *S) of logits (N, K, *S) against class indices (N, *S)."""
     return F.cross_entropy(logits.float(), target, reduction="none")
+
+
+def with_valid(weight: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor | None:
+    """A per-pixel weight (N, *S) restricted to the annotated pixels `valid` (either may be None)."""
+    if valid is None:
+        return weight
+    return valid.float() if weight is None else weight * valid
 
 
 def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

@@ -48,6 +48,8 @@ far more easily than scaled gradients; the raw weights are small inner products.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -56,7 +58,7 @@ from torch import nn
 from torch.autograd import forward_ad as fwAD
 from torch.func import functional_call
 
-from .losses import one_hot, pixel_ce
+from .losses import one_hot, pixel_ce, weighted_mean
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(logits (N, K, *S), target (N, *S) long) → per-pixel loss (N, *S)."""
@@ -106,9 +108,22 @@ def _trainable(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: p for k, p in net.named_parameters() if p.requires_grad}
 
 
-def ce_meta_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Default meta loss: mean pixel cross-entropy (L2B's). logits (N, K, *S), label (N, *S)."""
-    return pixel_ce(logits, label).mean()
+def ce_meta_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Default meta loss: mean pixel cross-entropy (L2B's). logits (N, K, *S), label (N, *S),
+    optional per-pixel weight (N, *S) (the annotated pixels)."""
+    return weighted_mean(pixel_ce(logits, label), weight)
+
+
+def restrict_to_valid(mw: MetaWeights, valid: torch.Tensor) -> MetaWeights:
+    """The weights renormalised over the annotated pixels `valid` (N, *S) bool: α = β = 0 elsewhere,
+    Σα + Σβ = 1 (uniform over the valid pixels when no raw weight there is positive)."""
+    v = valid.to(mw.raw_real.dtype)
+    a, b = mw.raw_real.clamp_min(0) * v, mw.raw_pseudo.clamp_min(0) * v
+    z = a.sum() + b.sum()
+    uniform = z <= 0
+    u = 0.5 * v / v.sum().clamp_min(1.0)
+    return dataclasses.replace(mw, alpha=torch.where(uniform, u, a / z), beta=torch.where(uniform, u, b / z),
+                               uniform=uniform)
 
 
 def meta_gradient(net: nn.Module, meta_image: torch.Tensor, meta_label: torch.Tensor,
@@ -311,10 +326,15 @@ def wrong_label_logs(alpha: torch.Tensor, label: torch.Tensor, clean_label: torc
     return {"meta/wrong_label_rate": wrong.mean(), "meta/wrong_label_weight_share": (alpha * wrong).sum() / alpha.sum()}
 
 
+def _masked_meta_loss(meta_loss, weight: torch.Tensor, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    return meta_loss(logits, label, weight)
+
+
 def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
                      meta_label: torch.Tensor, *, lr: float, norm_stats: str = "batch", flip_average: bool = False,
                      meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ce_meta_loss,
                      scope: str = "all", features: torch.Tensor | None = None,
+                     valid: torch.Tensor | None = None, meta_valid: torch.Tensor | None = None,
                      ) -> MetaWeights:
     """`meta_pixel_weights` (or `head_meta_pixel_weights`) as L2B and MetaDCSeg call it in a step.
 
@@ -326,8 +346,16 @@ def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, m
         features: scope 'head' only: (N, F, *S) features of `image` from the caller's training
             forward (computed here, without a graph, when None). They come in the mode the
             caller ran, so with 'running' statistics only the meta pass uses eval mode.
+        valid, meta_valid: optional (N, *S) / (M, *S) bool, the annotated pixels of each batch:
+            the others get no weight and no meta loss.
     The network's mode is restored afterwards.
     """
+    if meta_valid is not None:
+        meta_loss = functools.partial(_masked_meta_loss, meta_loss, meta_valid.float())
+    if valid is not None:
+        return restrict_to_valid(weights_for_step(net, image, label, meta_image, meta_label, lr=lr,
+                                                  norm_stats=norm_stats, flip_average=flip_average,
+                                                  meta_loss=meta_loss, scope=scope, features=features), valid)
     was_training = net.training
     if norm_stats == "running":
         net.eval()

@@ -254,13 +254,15 @@ class MetaDCSeg(Method):
         return ce_meta_loss if self.params.meta_loss == "ce" else ce_dice_loss
 
     def compute_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
-                        meta_label: torch.Tensor, features: torch.Tensor | None = None):
+                        meta_label: torch.Tensor, features: torch.Tensor | None = None,
+                        valid: torch.Tensor | None = None, meta_valid: torch.Tensor | None = None):
         """MetaWeights of a training batch against a meta batch (see meta_weights.py);
         `features` (N, F, *S) of `image`, when at hand, serve the 'head' look-ahead."""
         p = self.params
         return weights_for_step(self.net, image, label, meta_image, meta_label, lr=p.lookahead_lr,
                                 norm_stats=p.weight_norm_stats, flip_average=p.pseudo_flip_average,
-                                meta_loss=self._meta_loss_fn(), scope=p.lookahead_scope, features=features)
+                                meta_loss=self._meta_loss_fn(), scope=p.lookahead_scope, features=features,
+                                valid=valid, meta_valid=meta_valid)
 
     def _regions_and_features(self, feats: torch.Tensor, logits: torch.Tensor, pseudo: torch.Tensor):
         p = self.params
@@ -288,11 +290,12 @@ class MetaDCSeg(Method):
         p = self.params
         image, label = batch["image"], batch["label"]
         meta = batch["meta_image"], batch["meta_label"]
+        masks = {"valid": batch.get("valid"), "meta_valid": batch.get("meta_valid")}
         head_only = p.lookahead_scope == "head"
-        mw = None if head_only else self.compute_weights(image, label, *meta)
+        mw = None if head_only else self.compute_weights(image, label, *meta, **masks)
         feats, logits = self.net.forward_with_features(image)  # the training forward (updates BN stats)
         if head_only:  # the head's look-ahead reads the training forward's features
-            mw = self.compute_weights(image, label, *meta, features=feats)
+            mw = self.compute_weights(image, label, *meta, features=feats, **masks)
         alpha, beta, pseudo = mw.alpha, mw.beta, mw.pseudo_label
         stage = 2 if info.progress >= p.dcd_start else 1
         with torch.no_grad():
@@ -353,7 +356,9 @@ class MetaDCSeg(Method):
             x = torch.from_numpy(np.pad(img, [(0, 0)] + pad)).float()[None].to(device)
             y = torch.from_numpy(np.pad(lab, pad).astype(np.int64))[None].to(device)
             meta_y = y if clean is None else torch.from_numpy(np.pad(clean, pad).astype(np.int64))[None].to(device)
-            mw = self.compute_weights(x, y, x, meta_y)
+            masks = {"valid": y >= 0 if bool((y < 0).any()) else None,  # ignored pixels (-1): no weight
+                     "meta_valid": meta_y >= 0 if bool((meta_y < 0).any()) else None}
+            mw = self.compute_weights(x, y.clamp_min(0), x, meta_y.clamp_min(0), **masks)
             with torch.no_grad(), frozen_norm_stats(self.net):
                 feats, logits = self.net.forward_with_features(x)
                 region, f = self._regions_and_features(feats, logits, mw.pseudo_label)

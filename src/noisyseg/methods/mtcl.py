@@ -109,7 +109,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, class_counts, host_values
-from .losses import one_hot, soft_dice_loss, weighted_mean
+from .losses import one_hot, soft_dice_loss, weighted_mean, with_valid
 from .meta_weights import frozen_norm_stats
 from .registry import register
 
@@ -423,10 +423,17 @@ class MTCL(Method):
         lab = label.unsqueeze(1)
         ce = -logp.gather(1, lab).squeeze(1)
         given = one_hot(label, k)
+        valid = batch.get("valid")
         if self.cl_active(info):
             q = self.teacher_probs(x)
-            thr = confident_thresholds(q, label)
-            flags = find_label_issues(q, label, p.cl_filter, thr)
+            if valid is None:
+                thr = confident_thresholds(q, label)
+                flags = find_label_issues(q, label, p.cl_filter, thr)
+            else:  # confident learning over the annotated pixels only
+                qv, yv = q.movedim(1, -1)[valid], label[valid]
+                thr = confident_thresholds(qv, yv)
+                flags = torch.zeros_like(valid)
+                flags[valid] = find_label_issues(qv, yv, p.cl_filter, thr)
             keep = (~flags).float()
             teacher_label = q.argmax(1)
             s = p.correction_strength
@@ -437,6 +444,7 @@ class MTCL(Method):
             thr = torch.full((k,), float("nan"), device=x.device)
             keep, teacher_label = None, None
             l_corr = torch.zeros((), device=x.device)
+        keep = with_valid(keep, valid)
         l_sup = weighted_mean(ce, keep) + soft_dice_loss(probs, given, keep)
         loss = l_sup + p.lambda_corrected * l_corr + w_cons * l_cons
         terms = {"loss/sup": l_sup.detach(), "loss/corr": l_corr.detach(), "loss/cons": l_cons.detach()}

@@ -43,7 +43,7 @@ from pydantic import Field, model_validator
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, host_logs
 from .clcs import reverse_ce_from_p
-from .losses import one_hot, soft_dice_loss
+from .losses import one_hot, soft_dice_loss, weighted_mean, with_valid
 from .registry import register
 
 
@@ -100,11 +100,12 @@ class SCE(Method):
         label = batch["label"]
         logits = self.net(batch["image"]).float()
         ce, rce = sce_terms(logits, label)
-        l_ce, l_rce = ce.mean(), rce.mean()
+        valid = with_valid(None, batch.get("valid"))
+        l_ce, l_rce = weighted_mean(ce, valid), weighted_mean(rce, valid)
         loss = p.alpha * l_ce + p.beta * l_rce
         terms = {"loss/ce": l_ce.detach(), "loss/rce": l_rce.detach()}
         if p.dice:
-            l_dice = soft_dice_loss(torch.softmax(logits, 1), one_hot(label, self.num_classes))
+            l_dice = soft_dice_loss(torch.softmax(logits, 1), one_hot(label, self.num_classes), valid)
             loss = loss + l_dice
             terms["loss/dice"] = l_dice.detach()
         return StepOutput(loss, host_logs(terms))

@@ -18,5 +18,5 @@ class Supervised(Method):
         self.net = make_net()
 
     def training_step(self, batch, info: StepInfo) -> StepOutput:
-        loss = ce_dice_loss(self.net(batch["image"]), batch["label"])
+        loss = ce_dice_loss(self.net(batch["image"]), batch["label"], batch.get("valid"))
         return StepOutput(loss, {})

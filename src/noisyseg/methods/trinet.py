@@ -82,7 +82,7 @@ PEERS = ((1, 2), (0, 2), (0, 1))  # the two teachers of each network
 
 def agreement_small_loss_mask(loss_j: torch.Tensor, loss_k: torch.Tensor, pred_j: torch.Tensor,
                               pred_k: torch.Tensor, keep_ratio: float, groups: torch.Tensor | None = None,
-                              require_agreement: bool = True) -> torch.Tensor:
+                              require_agreement: bool = True, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The pixels two teachers j, k select for the third network.
 
     Agreed pixels A = {pred_j = pred_k}; within A (and within each group, if given) keeps
@@ -95,11 +95,14 @@ def agreement_small_loss_mask(loss_j: torch.Tensor, loss_k: torch.Tensor, pred_j
         keep_ratio: share of the agreed pixels to keep, in [0, 1].
         groups: optional (N, *S) group of each pixel (e.g. the given label).
         require_agreement: restrict the selection to the agreed pixels.
+        valid: optional (N, *S) bool, the annotated pixels (the others are never selected).
 
     Returns:
         (N, *S) bool, a subset of A.
     """
     agree = (pred_j == pred_k) if require_agreement else None
+    if valid is not None:
+        agree = valid if agree is None else agree & valid
     score = 0.5 * (loss_j.detach().float() + loss_k.detach().float())
     return small_loss_mask(score, keep_ratio, groups=groups, valid=agree)
 
@@ -154,7 +157,8 @@ class TriNet(Method):
         ces = [pixel_ce(lg, label) for lg in logits]
         preds = [lg.detach().argmax(1) for lg in logits]
         rate = self.forget_rate(info)
-        sels = self.select(ces, preds, label, rate, info.step >= self.warmup_steps(info.max_steps))
+        sels = self.select(ces, preds, label, rate, info.step >= self.warmup_steps(info.max_steps),
+                           batch.get("valid"))
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by the three losses
         losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice, target) for i in range(3)]
         agrees = [preds[j] == preds[k] for j, k in PEERS]
@@ -162,7 +166,7 @@ class TriNet(Method):
         return StepOutput(loss, self._logs(rate, sels, agrees, losses, batch))
 
     def select(self, ces: list[torch.Tensor], preds: list[torch.Tensor], label: torch.Tensor, rate: float,
-               agreeing: bool = True) -> list[torch.Tensor]:
+               agreeing: bool = True, valid: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The training pixels S_i of each network i, chosen by its two peers only.
 
         Args:
@@ -171,12 +175,13 @@ class TriNet(Method):
             label: (N, *S) given labels (the groups under `rank: class`).
             rate: the forget rate R(t).
             agreeing: apply the agreement test (off during warm-up).
+            valid: optional (N, *S) bool, the annotated pixels.
 
         Returns:
             three (N, *S) bool masks.
         """
         groups = label if self.params.rank == "class" else None
-        return [agreement_small_loss_mask(ces[j], ces[k], preds[j], preds[k], 1.0 - rate, groups, agreeing)
+        return [agreement_small_loss_mask(ces[j], ces[k], preds[j], preds[k], 1.0 - rate, groups, agreeing, valid)
                 for j, k in PEERS]
 
     @torch.no_grad()

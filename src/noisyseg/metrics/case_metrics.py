@@ -58,7 +58,8 @@ def case_metrics(pred: np.ndarray, truth: np.ndarray, *, num_classes: int,
 
     Args:
         pred: integer label map of class indices, shape (H, W) or (X, Y, Z).
-        truth: integer label map of the same shape.
+        truth: integer label map of the same shape; voxels equal to -1 (``IGNORE_INDEX``,
+            unannotated) are excluded from every metric: neither map has a class there.
         num_classes: number of classes including background (index 0).
         spacing: voxel size in mm per axis (a scalar for isotropic; None means 1 mm,
             which is only right for images without a physical spacing, such as PNG).
@@ -89,10 +90,14 @@ def case_metrics(pred: np.ndarray, truth: np.ndarray, *, num_classes: int,
             if not np.array_equal(arr, np.round(arr)):
                 raise ValueError(f"{name} holds non-integer label values")
         lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= num_classes:
+        if (lo < 0 and not (name == "truth" and lo == -1)) or hi >= num_classes:
             raise ValueError(f"{name} has label values outside [0, {num_classes}): min {lo}, max {hi}")
     pred = pred.astype(np.int32, copy=False)
     truth = truth.astype(np.int32, copy=False)
+    if truth.min() == -1:  # ignored voxels become label K, outside every class and region
+        ignored = truth == -1
+        truth = np.where(ignored, num_classes, truth).astype(np.int32)
+        pred = np.where(ignored, num_classes, pred).astype(np.int32)
     sp = normalize_spacing(spacing, pred.ndim)
     regions = dict(regions or {})
     for rname, members in regions.items():

@@ -98,7 +98,8 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
                      num_classes: int | None = None, spacing: Sequence[float] | None = None,
                      convention: str = "monai", include_background: bool = False,
                      label_values: Sequence[int] | None = None,
-                     regions: Mapping[str, Sequence[int]] | None = None, distance_unit: str = "mm") -> dict:
+                     regions: Mapping[str, Sequence[int]] | None = None,
+                     ignore_value: int | None = None, distance_unit: str = "mm") -> dict:
     """Score every reference case against the prediction with the same case id.
 
     Args:
@@ -118,6 +119,8 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
             e.g. ``{"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}``.
         distance_unit: the unit of HD95 / ASD recorded in the summary: ``"mm"``, or
             ``"pixel"`` for data that carries no spacing (unit voxels).
+        ignore_value: raw value of unannotated reference voxels (nnU-Net v2 ``"ignore"``),
+            excluded from every metric.
 
     Returns:
         The summary written to ``summary.json``: ``metrics`` maps each CSV column to
@@ -165,6 +168,9 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
         t_path, p_path = truths[cid], preds[cid]
         truth, t_sp = _load_labels(t_path)
         pred, p_sp = _load_labels(p_path)
+        ignored = truth == ignore_value if ignore_value is not None else None
+        if ignored is not None:
+            truth = np.where(ignored, 0 if lv is None else lv[0], truth)
         if pred.shape != truth.shape:
             raise DataError(f"{p_path}: shape {pred.shape} does not match the label {t_path.name} {truth.shape}")
         if spacing is not None:
@@ -188,6 +194,8 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
         else:
             seen.update(np.unique(truth).tolist())
             seen.update(np.unique(pred).tolist())
+        if ignored is not None:
+            truth = np.where(ignored, -1, truth)
         n_case = num_classes if num_classes is not None else max(int(truth.max()), int(pred.max()), region_max) + 1
         try:
             rows.append(case_metrics(pred, truth, num_classes=n_case, spacing=sp, convention=convention,
@@ -215,6 +223,7 @@ def evaluate_folders(pred_dir: Path | str, truth_dir: Path | str, out_dir: Path 
         "include_background": include_background,
         "label_values": None if lv is None else lv.tolist(),
         "regions": regions,
+        "ignore_value": ignore_value,
         "spacing": "from file headers" if spacing is None else [float(s) for s in spacing],
         "unmatched_predictions": unmatched,
         "metrics": summarize(rows, columns),

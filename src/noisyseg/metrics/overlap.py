@@ -54,7 +54,8 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 def confusion_matrix(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
     """Voxel counts ``cm[t, p]`` of truth class t predicted as class p, shape (num_classes, num_classes).
 
-    Both inputs are integer label maps with values in ``[0, num_classes)``; one ``bincount`` pass.
+    Both inputs are integer label maps with values in ``[0, num_classes)``; truth voxels equal to
+    ``IGNORE_INDEX`` (-1, unannotated) are not counted. One ``bincount`` pass.
     """
     pred = np.asarray(pred)
     truth = np.asarray(truth)
@@ -64,6 +65,9 @@ def confusion_matrix(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> n
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     p = pred.astype(np.int64, copy=False).ravel()
     t = truth.astype(np.int64, copy=False).ravel()
+    if t.size and t.min() == -1:
+        keep = t != -1
+        p, t = p[keep], t[keep]
     for name, arr in (("pred", p), ("truth", t)):
         if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
             raise ValueError(

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.case import Case, Dataset
+from ..data.case import IGNORE_INDEX, Case, Dataset, to_raw_labels
 from ..data.convert import write_as_decathlon
 from ..errors import ConfigError, DataError, unknown_name
 from ..io import (
@@ -107,7 +107,7 @@ def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: 
         if c.id not in corrupt:
             out[i] = (_clean_of(c), {"protocol": "none"})
     if protocol == "l2b":
-        labels = [_clean_of(cases[i]) for i in todo]
+        labels = [np.maximum(_clean_of(cases[i]), 0) for i in todo]
         calib = calibrate_l2b(labels, 0.4 if level is None else level, np.random.default_rng(seed), **params)
         for i, res in zip(todo, l2b_dataset(labels, calib, spacing=cases[todo[0]].spacing if todo else None)):
             out[i] = res
@@ -116,9 +116,23 @@ def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: 
     for i in tqdm(todo, desc=f"noise {protocol}", disable=not progress, leave=False):
         c = cases[i]
         unit = unit_index[group(c.id, c.id)] if groups else i
-        out[i] = apply_protocol(protocol, _clean_of(c), rng=np.random.default_rng([seed, unit]), level=gen_level,
+        annotated = np.maximum(_clean_of(c), 0)  # ignored pixels read as background; keep_ignored restores them
+        out[i] = apply_protocol(protocol, annotated, rng=np.random.default_rng([seed, unit]), level=gen_level,
                                 spacing=c.spacing, **params)
     return out  # type: ignore[return-value]
+
+
+def keep_ignored(cases: list[Case], results: list[tuple[np.ndarray, dict]]) -> list[tuple[np.ndarray, dict]]:
+    """The noisy labels with every ignored (unannotated) pixel of the clean label ignored again:
+    generators read ignored pixels as background, and noise never annotates them."""
+    out = []
+    for c, (lab, info) in zip(cases, results):
+        ignored = _clean_of(c) < 0
+        if ignored.any():
+            lab = np.array(lab, copy=True)
+            lab[ignored] = IGNORE_INDEX
+        out.append((lab, info))
+    return out
 
 
 def _label_files(folder: Path) -> dict[str, Path]:
@@ -131,7 +145,6 @@ def _write_decathlon_copy(ds: Dataset, tmp: Path, cases: list[Case], noisy: list
                     ignore=shutil.ignore_patterns("labelsTr", "labelsTr_clean", "noise_report.csv",
                                                   "noise_summary.json", "figures"))
     originals = _label_files(root / "labelsTr_clean") or _label_files(root / "labelsTr")
-    values = np.asarray(ds.label_values, dtype=np.int64)
     (tmp / "labelsTr_clean").mkdir(exist_ok=True)
     for case, lab in zip(cases, noisy):
         src = originals.get(case.id)
@@ -140,11 +153,13 @@ def _write_decathlon_copy(ds: Dataset, tmp: Path, cases: list[Case], noisy: list
         kind = file_kind(src)
         affine = None if kind == "image2d" else read_file(src).affine
         if kind == "metaimage":  # a header naming a data file beside it: write a whole copy
-            write_label(tmp / "labelsTr_clean" / src.name, values[_clean_of(case)], affine=affine,
+            write_label(tmp / "labelsTr_clean" / src.name, to_raw_labels(_clean_of(case), ds.label_values,
+                                                                         ds.ignore_value), affine=affine,
                         spacing=case.spacing)
         else:
             _link_or_copy(str(src), str(tmp / "labelsTr_clean" / src.name))
-        write_label(tmp / "labelsTr" / src.name, values[lab], affine=affine, spacing=case.spacing)
+        write_label(tmp / "labelsTr" / src.name, to_raw_labels(lab, ds.label_values, ds.ignore_value),
+                    affine=affine, spacing=case.spacing)
 
 
 def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, level: float | None = None,
@@ -211,6 +226,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
     else:
         results = noisy_labels(cases, corrupt, protocol=protocol, level=level, seed=seed, params=params,
                                progress=progress, groups=ds.groups)
+    results = keep_ignored(cases, results)
 
     rows = []
     for c, (lab, info) in zip(cases, results):

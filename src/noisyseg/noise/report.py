@@ -20,7 +20,12 @@ def noise_stats(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> dict:
         dice_<k>: per foreground class k (NaN if absent from both).
         changed_frac_<k>: for k in 0..num_classes-1, fraction of the clean voxels of
             class k whose noisy class differs (NaN if k is absent from clean).
+    Pixels ignored (-1, unannotated) in the clean label are left out of every count.
     """
+    if isinstance(clean, np.ndarray) and clean.size and clean.min() < 0 and isinstance(noisy, np.ndarray) \
+            and noisy.shape == clean.shape:
+        keep = clean >= 0
+        clean, noisy = clean[keep][:, None], noisy[keep][:, None]  # 2D (M, 1): the annotated pixels
     clean = check_label(clean, "clean label")
     noisy = check_label(noisy, "noisy label")
     if clean.shape != noisy.shape:

@@ -74,6 +74,7 @@ def to_display_slice(image: np.ndarray, labels: Sequence[np.ndarray]) -> tuple[n
 def plot_overlays(rows: Sequence[tuple[str, np.ndarray, dict[str, np.ndarray]]], out: Path,
                   num_classes: int) -> Path:
     """A grid: one row per case, columns = image then one contour overlay per named label map.
+    Ignored (unannotated, -1) pixels are shaded white and hatched.
 
     Args:
         rows: (case id, image (C, *S), {column title: label map (*S)}) per row.
@@ -90,6 +91,12 @@ def plot_overlays(rows: Sequence[tuple[str, np.ndarray, dict[str, np.ndarray]]],
             ax = axes[r, c]
             ax.imshow(img.T if image.ndim == 4 else img, cmap="gray")
             lab_d = lab.T if image.ndim == 4 else lab
+            ignored = lab_d < 0
+            if ignored.any():
+                ax.imshow(np.ma.masked_where(~ignored, np.ones(ignored.shape)), cmap="gray", vmin=0, vmax=1,
+                          alpha=0.45)
+                ax.contourf(ignored.astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
+                ax.text(0.02, 0.02, "hatched: ignore", transform=ax.transAxes, fontsize=5, color="white")
             for k in range(1, num_classes):
                 if (lab_d == k).any():
                     ax.contour(lab_d == k, levels=[0.5], colors=[colors(k - 1)], linewidths=0.8)
