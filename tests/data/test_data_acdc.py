@@ -183,6 +183,13 @@ def test_2d_run_predicts_volumes_slice_by_slice_on_their_own_grid(tmp_path, tiny
     import nibabel as nib
 
     assert nib.load(str(written[0])).shape == (38, 44, 5)
+    # the same volumes as NIfTI files in a plain folder: normalised the same way, the same predictions
+    ds = open_dataset(root)
+    for ref in ds.val:
+        nifti(tmp_path / "plain" / f"{ref.id}.nii.gz", ref.load().image[0] * 700.0 + 20.0, np.eye(4))
+    plain = api.predict(run=tmp_path / "run", images=tmp_path / "plain", out=tmp_path / "pred_plain", progress=False)
+    for p in plain:
+        np.testing.assert_array_equal(nib.load(str(p)).get_fdata(), nib.load(str(tmp_path / "pred" / p.name)).get_fdata())
     summary = api.evaluate(pred=tmp_path / "pred", truth=root, split="val", out=tmp_path / "eval")
     assert summary["units"]["hd95"] == "pixel" and summary["n_cases"] == 4
     header = (tmp_path / "eval" / "metrics.csv").read_text().splitlines()[0].split(",")

@@ -18,7 +18,8 @@ The original challenge distribution::
     <root>/[training/|testing/]patientNNN/patientNNN_frameMM.nii.gz (+ _gt.nii.gz, Info.cfg)
 
 with the NIfTI's own spacing and affine; patients under ``testing/`` form the test split.
-Images are min-max normalised per volume to [0, 1] as in the h5 form.
+Images are min-max normalised per volume to [0, 1] as in the h5 form (modality ``MRI-minmax``,
+which `predict` applies to plain-folder volumes too).
 
 Arrays are returned in NIfTI axis order (x, y, z): the h5 arrays, stored (z, y, x), are
 transposed, and a training slice is a volume of one slice (1, x, y, 1), so that 2D runs
@@ -37,12 +38,15 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import read_file
-from .case import Case, CaseRef, Dataset, check_finite, check_same_shape, map_labels, read_case_list, \
-    resolve_trusted_ids
+from .case import Case, CaseRef, Dataset, check_finite, check_same_shape, map_labels, normalize_intensity, \
+    read_case_list, resolve_trusted_ids
 from .h5cases import h5_info
 
 CLASS_NAMES = ["background", "right ventricle", "myocardium", "left ventricle"]
 LABEL_VALUES = [0, 1, 2, 3]
+MODALITY = "MRI-minmax"
+"""Cine MRI scaled to [0, 1] per volume (as the h5 form stores it), so that raw NIfTI volumes
+given to `predict` in a plain folder are normalised the same way."""
 SLICE_LIST = "train_slices.list"
 VOLUME_LISTS = {"train": ("train.list",), "val": ("val.list",), "test": ("test.list", "test_official.list")}
 _PATIENT = re.compile(r"^(patient\d+)")
@@ -81,11 +85,6 @@ def is_acdc_nifti_layout(root: Path) -> bool:
     return any(any(_FRAME_FILE.match(f.name) for f in p.iterdir()) for p, _ in _patient_dirs(root)[:3])
 
 
-def _minmax(image: np.ndarray) -> np.ndarray:
-    lo, hi = float(image.min()), float(image.max())
-    return ((image - lo) / max(hi - lo, 1e-8)).astype(np.float32)
-
-
 def _load_h5(cid: str, path: Path, labelled: bool) -> Case:
     keys, sp = h5_info(path)
     img = read_file(path, h5_key="image").array
@@ -117,7 +116,7 @@ def _load_nifti(cid: str, image_path: Path, label_path: Path | None) -> Case:
         lab = read_file(label_path).array
         check_same_shape(img.shape, lab.shape, image_path, label_path)
         label = map_labels(lab, LABEL_VALUES, label_path)
-    return Case(id=cid, image=_minmax(np.asarray(img, dtype=np.float32))[None], label=label,
+    return Case(id=cid, image=normalize_intensity(img, MODALITY)[None], label=label,
                 spacing=tuple(float(s) for s in vol.spacing[:3]), affine=vol.affine, image_path=image_path)
 
 
@@ -205,5 +204,5 @@ def _dataset(root: Path, layout: str, train: list[CaseRef], val: list[CaseRef], 
         trusted = resolve_trusted_ids(read_case_list(clean_cases_file), [r.id for r in train], clean_cases_file,
                                       groups)
     return Dataset(root=root, layout=layout, spatial_dims=3, class_names=list(CLASS_NAMES),
-                   label_values=list(LABEL_VALUES), modalities=["MRI"], train=train, val=val, test=test,
+                   label_values=list(LABEL_VALUES), modalities=[MODALITY], train=train, val=val, test=test,
                    trusted_ids=trusted, groups=groups, train_dims=2, spacing_known=spacing_known)

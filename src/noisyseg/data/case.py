@@ -216,10 +216,14 @@ def check_same_shape(image_shape: tuple[int, ...], label_shape: tuple[int, ...],
 
 
 def normalize_intensity(image: np.ndarray, modality: str) -> np.ndarray:
-    """Normalise one channel: CT clipped to its 0.5-99.5 percentiles then z-scored;
+    """Normalise one channel: CT clipped to its 0.5-99.5 percentiles then z-scored; a
+    modality named ``*-minmax`` (ACDC: ``MRI-minmax``) scaled to [0, 1] by its min and max;
     other modalities (MRI, RGB) z-scored over the non-zero voxels (the whole image if
     there are few). Returns float32 of the same shape."""
     img = np.asarray(image, dtype=np.float32)
+    if modality.lower().endswith("minmax"):
+        lo, hi = float(img.min()), float(img.max())
+        return ((img - lo) / max(hi - lo, 1e-8)).astype(np.float32)
     if modality.upper() == "CT":
         lo, hi = np.percentile(img, [0.5, 99.5])
         img = np.clip(img, lo, hi)
