@@ -193,38 +193,64 @@ def atomic_dir(out_dir: Path | str, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def label_dtype(label: np.ndarray, path: Path | str) -> np.dtype:
+    """The narrowest dtype that holds every value of `label`: uint8 when the values fit, else
+    uint16, else int32 (PNG: 8 or 16 bit only). DataError naming `path` for a negative or
+    non-finite value, or one too large for the format: labels are written as their raw
+    non-negative values (map ``IGNORE_INDEX`` to the dataset's ignore value first)."""
+    arr = np.asarray(label)
+    if arr.dtype == bool or arr.size == 0:
+        return np.dtype(np.uint8)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise DataError(f"{path}: label map holds a non-finite value (NaN or inf)")
+    lo, hi = arr.min(), arr.max()
+    if lo < 0:
+        raise DataError(f"{path}: label value {lo} is negative (label files hold non-negative values; "
+                        "ignored pixels are written as the dataset's ignore value)")
+    png = file_kind(path) == "image2d"
+    for dtype in (np.uint8, np.uint16) if png else (np.uint8, np.uint16, np.int32):
+        if hi <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise DataError(f"{path}: label value {hi} is too large for a {'PNG' if png else 'label'} file "
+                    f"(at most {65535 if png else np.iinfo(np.int32).max})")
+
+
 def write_label(path: Path | str, label: np.ndarray, *, affine: np.ndarray | None = None,
                 spacing: tuple[float, ...] | None = None) -> Path:
-    """Write a label map as NIfTI or MetaImage (keeping `affine`) or PNG (uint8) by the file name, atomically."""
+    """Write a label map as NIfTI, MetaImage, ITK, h5 (keeping `affine`) or PNG by the file name,
+    atomically, in the narrowest dtype holding its values (:func:`label_dtype`: uint8 when
+    they fit, else uint16 (16-bit PNG), else int32)."""
     path = Path(path)
     kind = file_kind(path)
+    label = np.asarray(label)
+    label = label.astype(label_dtype(label, path))
     if kind == "metaimage":
         from .metaimage import write_metaimage
 
-        return write_metaimage(path, np.asarray(label, dtype=np.uint8), affine=affine, spacing=spacing)
+        return write_metaimage(path, label, affine=affine, spacing=spacing)
     if kind == "itk":
         from .itkio import write_itk
 
-        return write_itk(path, np.asarray(label, dtype=np.uint8), affine=affine, spacing=spacing)
+        return write_itk(path, label, affine=affine, spacing=spacing)
     with atomic_path(path) as tmp:
         if kind == "nifti":
             import nibabel as nib
 
             if affine is None:
                 affine = np.diag(list(spacing or (1.0,) * 3)[:3] + [1.0])
-            img = nib.Nifti1Image(np.asarray(label, dtype=np.uint8), affine)
+            img = nib.Nifti1Image(label, affine)
             if spacing is not None:
                 img.header.set_zooms(tuple(spacing)[: label.ndim])
             nib.save(img, str(tmp))
         elif kind == "image2d":
             from PIL import Image
 
-            Image.fromarray(np.asarray(label, dtype=np.uint8)).save(tmp, format="PNG")
+            Image.fromarray(label).save(tmp, format="PNG")
         else:
             import h5py
 
             with h5py.File(tmp, "w") as h5:
-                h5.create_dataset("label", data=np.asarray(label, dtype=np.uint8), compression="gzip")
+                h5.create_dataset("label", data=label, compression="gzip")
     return path
 
 
