@@ -20,6 +20,23 @@ IGNORE_INDEX = -1
 kept out of ``num_classes`` and excluded from every loss, selection, noise, audit and metric."""
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A dataset layout, declared once by its reader module as ``LAYOUT``.
+
+    Attributes:
+        name: the layout name (``Dataset.layout``, a key of ``noisyseg.data.registry.READERS``).
+        detect: ``detect(root) -> bool``, whether a (non-empty) folder is in this layout.
+        read: ``read(root, *, clean_cases_file=None) -> Dataset``.
+        expects: what the folder holds, for the error text of an unknown layout.
+    """
+
+    name: str
+    detect: Callable[[Path], bool]
+    read: Callable[..., Dataset]
+    expects: str
+
+
 @dataclass
 class Case:
     """One validated case.
