@@ -306,3 +306,10 @@ def l2b_dataset(
                 min_pixels=calibration.get("min_pixels", MIN_PIXELS))
         )
     return out
+
+
+def l2b_calibrated(labels: list[np.ndarray], level: float, rng: np.random.Generator, *, spacing=None,
+                   **params) -> list[tuple[np.ndarray, dict]]:
+    """L2B noise on a dataset at mean 1 - Dice ≈ `level`: :func:`calibrate_l2b` (with `params`)
+    then :func:`l2b_dataset`; one (noisy, info) per label."""
+    return l2b_dataset(labels, calibrate_l2b(labels, level, rng, **params), spacing=spacing)
