@@ -194,7 +194,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
             batch_size, patch_size). See noisyseg.noise.model_labels.
     """
     from ..data import open_dataset
-    from ..engine.checkpoint import package_versions
+    from ..runinfo import package_versions
 
     params = dict(params or {})
     model_protocol = protocol_record(protocol).kind == "model"
