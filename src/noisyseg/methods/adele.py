@@ -93,7 +93,7 @@ from pydantic import Field, model_validator
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, class_counts, host_values
 from .losses import ce_dice_loss
-from .meta_weights import flip_averaged_probs
+from .shared import flip_averaged_probs
 from .registry import register
 
 PLATEAU_FRACTION = 0.1  # the fit starts where the curve first reaches 10 % of its range

@@ -93,10 +93,9 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean, with_valid
+from .losses import RCE_LOG_FLOOR, ce_dice_loss, one_hot, reverse_ce_from_p, soft_dice_loss, weighted_mean, \
+    with_valid  # reverse_ce_from_p, RCE_LOG_FLOOR: re-exported
 from .registry import register
-
-RCE_LOG_FLOOR = 1e-4  # clamp of the one-hot target inside RCE's log
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -177,11 +176,6 @@ def reverse_ce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         (N, *S) float32, in [0, −log 1e-4].
     """
     return reverse_ce_from_p(probs.float().gather(1, target.unsqueeze(1)).squeeze(1))
-
-
-def reverse_ce_from_p(p_target: torch.Tensor) -> torch.Tensor:
-    """The closed form of `reverse_ce` from the probability of the given class, (N, *S)."""
-    return -math.log(RCE_LOG_FLOOR) * (1.0 - p_target)
 
 
 def clean_mask(mean_probs: torch.Tensor, label: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:

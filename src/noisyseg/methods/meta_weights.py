@@ -47,10 +47,9 @@ far more easily than scaled gradients; the raw weights are small inner products.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +58,7 @@ from torch.autograd import forward_ad as fwAD
 from torch.func import functional_call
 
 from .losses import one_hot, pixel_ce, weighted_mean
+from .shared import flip_averaged_probs, frozen_norm_stats
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(logits (N, K, *S), target (N, *S) long) → per-pixel loss (N, *S)."""
@@ -87,21 +87,6 @@ class MetaWeights:
     pseudo_label: torch.Tensor
     meta_loss: torch.Tensor
     uniform: torch.Tensor
-
-
-@contextlib.contextmanager
-def frozen_norm_stats(net: nn.Module) -> Iterator[None]:
-    """Within the block, no batch-norm layer of `net` updates its running statistics or
-    `num_batches_tracked`; training-mode layers still normalise with batch statistics,
-    eval-mode layers with the running ones. Restores the layers' settings on exit."""
-    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
-    for m in layers:
-        m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m in layers:
-            m.track_running_stats = True
 
 
 def _trainable(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -278,21 +263,6 @@ def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Te
     w = alpha + beta
     num = alpha.unsqueeze(1) * one_hot(label, num_classes) + beta.unsqueeze(1) * one_hot(pseudo_label, num_classes)
     return num / w.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1), (w > 0).float()
-
-
-def flip_averaged_probs(net: torch.nn.Module, image: torch.Tensor, probs: torch.Tensor | None = None
-                        ) -> torch.Tensor:
-    """Softmax (N, K, *S) float32 averaged over the identity and a flip along each spatial axis.
-
-    `probs`, the softmax of `net(image)` when the caller already has it, saves that forward.
-    No gradient; batch-norm running statistics untouched.
-    """
-    dims = list(range(2, image.ndim))
-    with torch.no_grad(), frozen_norm_stats(net):
-        total = torch.softmax(net(image).float(), 1) if probs is None else probs.detach().float().clone()
-        for d in dims:
-            total += torch.softmax(net(image.flip(d)).float(), 1).flip(d)
-    return total / (1 + len(dims))
 
 
 def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:

@@ -79,13 +79,13 @@ from .base import Method, StepInfo, StepOutput, host_logs, unit_channels
 from .losses import ce_dice_loss, one_hot, soft_dice_loss
 from .meta_weights import (
     ce_meta_loss,
-    frozen_norm_stats,
     soft_target,
     weighted_bootstrap_loss,
     weights_for_step,
     wrong_label_logs,
 )
 from .registry import register
+from .shared import frozen_norm_stats
 
 BACKGROUND, FOREGROUND, BOUNDARY = 0, 1, 2
 NUM_REGIONS = 3

@@ -110,7 +110,7 @@ from pydantic import Field
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, class_counts, host_values
 from .losses import one_hot, soft_dice_loss, weighted_mean, with_valid
-from .meta_weights import frozen_norm_stats
+from .shared import frozen_norm_stats
 from .registry import register
 
 CLFilter = Literal["both", "prune_by_noise_rate", "prune_by_class", "confident_learning"]

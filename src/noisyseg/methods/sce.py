@@ -42,8 +42,7 @@ from pydantic import Field, model_validator
 
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, host_logs
-from .clcs import reverse_ce_from_p
-from .losses import one_hot, soft_dice_loss, weighted_mean, with_valid
+from .losses import one_hot, reverse_ce_from_p, soft_dice_loss, weighted_mean, with_valid
 from .registry import register
 
 
