@@ -75,7 +75,7 @@ from pydantic import Field, field_validator
 
 from ..config import StrictModel
 from ..data.case import Case
-from .base import Method, StepInfo, StepOutput, host_logs, unit_channels
+from .base import LabelWeights, Method, StepInfo, StepOutput, host_logs, unit_channels
 from .losses import ce_dice_loss, one_hot, soft_dice_loss
 from .meta_weights import (
     ce_meta_loss,
@@ -252,6 +252,13 @@ class MetaDCSeg(Method):
 
     def _meta_loss_fn(self):
         return ce_meta_loss if self.params.meta_loss == "ce" else ce_dice_loss
+
+    def label_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
+                      meta_label: torch.Tensor, *, valid: torch.Tensor | None = None,
+                      meta_valid: torch.Tensor | None = None) -> LabelWeights:
+        """The meta weights α (given label) and β (pseudo label) of a batch (the audit's signal)."""
+        mw = self.compute_weights(image, label, meta_image, meta_label, valid=valid, meta_valid=meta_valid)
+        return LabelWeights(mw.alpha, mw.beta, mw.pseudo_label)
 
     def compute_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
                         meta_label: torch.Tensor, features: torch.Tensor | None = None,
