@@ -278,8 +278,8 @@ class MetaDCSeg(Method):
                 "meta/beta_mean": beta.sum(),
                 "meta/kept_fraction": mask.mean(),
                 "meta/boundary_fraction": boundary.mean(),
-                "loss_weighted_ce": weighted_ce.detach(),
-                "loss_dice": dice.detach(),
+                "loss/weighted_ce": weighted_ce.detach(),
+                "loss/dice": dice.detach(),
             }
             if stage == 2:  # NaN without boundary pixels (0/0)
                 terms["meta/gamma_boundary_mean"] = (gamma * boundary).sum() / boundary.sum()
