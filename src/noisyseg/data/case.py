@@ -1,8 +1,9 @@
 """The in-memory data model every reader produces: cases and datasets.
 
-Readers (Decathlon, LA/Pancreas h5, BraTS, Kvasir) differ only in how they find files;
-they all return a :class:`Dataset` of lazily loaded :class:`Case` objects, already
-validated, with labels mapped to contiguous class indices 0..K-1.
+Readers (Decathlon / nnU-Net, ACDC, LA/Pancreas h5, BraTS, PROMISE12, Kvasir) differ only in
+how they find files; each declares its :class:`Layout` once, and they all return a
+:class:`Dataset` of lazily loaded :class:`Case` objects, already validated, with labels mapped
+to contiguous class indices 0..K-1.
 """
 
 from __future__ import annotations

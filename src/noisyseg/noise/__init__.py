@@ -1,4 +1,4 @@
-"""Seeded label-noise generators for benchmarks (METHODS.md section 3) and noise reports.
+"""Seeded label-noise generators for benchmarks (docs/reference.md §3) and noise reports.
 
 Every generator is ``fn(label, *, spacing=None, rng, **params) -> (noisy, info)``:
 same shape and dtype out, only values present in the input, a JSON-serialisable info

@@ -1,4 +1,4 @@
-"""Model-made label noise: labels are a segmentation model's predictions (METHODS.md §3).
+"""Model-made label noise: labels are a segmentation model's predictions (docs/reference.md §3).
 
 Two dataset-level protocols (used by `make_noisy_dataset`, not per-array generators):
 
