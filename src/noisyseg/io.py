@@ -5,7 +5,9 @@ for 2D images, plus the voxel spacing in millimetres and a 4x4 affine (identity-
 formats that have none), so that outputs can keep the input's geometry.
 
 MetaImage files (PROMISE12) are read and written by :mod:`noisyseg.metaimage`; NRRD and other
-ITK formats by :mod:`noisyseg.itkio` (SimpleITK, the optional ``itk`` extra).
+ITK formats by :mod:`noisyseg.itkio` (SimpleITK, the optional ``itk`` extra); the base types
+(:class:`Volume`, suffixes, atomic writes) below all three are in :mod:`noisyseg.files` and
+re-exported here. Labels are written in the narrowest dtype holding their values (:func:`label_dtype`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .files import (  # noqa: F401  (re-exported: readers and writers import the
 )
 from .itkio import read_itk, write_itk
 from .metaimage import read_metaimage, write_metaimage
+
 
 def case_id(path: Path | str) -> str:
     """The case id of a file: its name without any supported extension."""
