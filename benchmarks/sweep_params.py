@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from noisyseg.benchmark.runner import run_benchmark
-    from noisyseg.engine.checkpoint import package_versions
+    from noisyseg.runinfo import package_versions
 
     names, values = [], []
     for g in args.grid:

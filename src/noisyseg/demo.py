@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .benchmark.spec import CLEAN_TITLE as CLEAN_RUN
+from .report.demo_report import CLEAN_TITLE as CLEAN_RUN
 from .errors import ConfigError
 from .io import atomic_path
 
@@ -79,7 +79,7 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
     """Run the demo into `out`; returns the printed table and the summary."""
     from . import api
     from .config import deep_update
-    from .engine.checkpoint import package_versions
+    from .runinfo import package_versions
     from .methods import available_methods, get_method_class
     from .noise import get_protocol
     from .noise.apply import make_noisy_dataset

@@ -5,47 +5,30 @@ for 2D images, plus the voxel spacing in millimetres and a 4x4 affine (identity-
 formats that have none), so that outputs can keep the input's geometry.
 
 MetaImage files (PROMISE12) are read and written by :mod:`noisyseg.metaimage`; NRRD and other
-ITK formats by :mod:`noisyseg.itkio` (SimpleITK, the optional ``itk`` extra).
+ITK formats by :mod:`noisyseg.itkio` (SimpleITK, the optional ``itk`` extra); the base types
+(:class:`Volume`, suffixes, atomic writes) below all three are in :mod:`noisyseg.files` and
+re-exported here. Labels are written in the narrowest dtype holding their values (:func:`label_dtype`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-METAIMAGE_SUFFIXES = (".mhd", ".mha")
-ITK_SUFFIXES = (".nrrd", ".nhdr", ".gipl", ".gipl.gz")  # through SimpleITK (noisyseg[itk])
-SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + IMAGE2D_SUFFIXES + METAIMAGE_SUFFIXES + ITK_SUFFIXES + (".h5", ".hdf5")
-
-
-@dataclass
-class Volume:
-    """An array read from a file with its geometry.
-
-    Attributes:
-        array: the data; (X, Y[, Z]) for NIfTI/MetaImage/h5, (H, W) or (H, W, 3) for 2D
-            images, and (X, Y, Z, C) for multi-channel NIfTI.
-        spacing: voxel size in mm per spatial axis.
-        affine: 4x4 voxel-to-world matrix: NIfTI's own, MetaImage's converted to RAS,
-            or diag(spacing) otherwise.
-        path: the file it came from.
-    """
-
-    array: np.ndarray
-    spacing: tuple[float, ...]
-    affine: np.ndarray
-    path: Path
+from .files import (  # noqa: F401  (re-exported: readers and writers import them from here)
+    IMAGE2D_SUFFIXES,
+    ITK_SUFFIXES,
+    METAIMAGE_SUFFIXES,
+    NIFTI_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    Volume,
+    atomic_dir,
+    atomic_path,
+)
+from .itkio import read_itk, write_itk
+from .metaimage import read_metaimage, write_metaimage
 
 
 def case_id(path: Path | str) -> str:
@@ -109,12 +92,8 @@ def read_file(path: Path | str, *, h5_key: str | None = None) -> Volume:
             zooms = tuple(float(z) for z in img.header.get_zooms()[: min(arr.ndim, 3)])
             vol = Volume(arr, zooms, np.asarray(img.affine, dtype=np.float64), path)
         elif kind == "metaimage":
-            from .metaimage import read_metaimage
-
             vol = read_metaimage(path)
         elif kind == "itk":
-            from .itkio import read_itk
-
             vol = read_itk(path)
         elif kind == "image2d":
             from PIL import Image
@@ -140,91 +119,60 @@ def read_file(path: Path | str, *, h5_key: str | None = None) -> Volume:
     return vol
 
 
-@contextmanager
-def atomic_path(final: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; rename it onto `final` only on success."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(final.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        if tmp_path.exists():
-            os.chmod(tmp_path, 0o644)  # mkstemp makes it private; outputs are ordinary files
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-@contextmanager
-def atomic_dir(out_dir: Path | str, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary sibling folder; move it onto `out_dir` only on success.
-
-    Refuses (DataError) a non-empty `out_dir` unless `overwrite`; on any failure the
-    temporary folder is removed and `out_dir` is left as it was.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() or out_dir.is_symlink():
-        if not out_dir.is_dir():
-            raise DataError(f"{out_dir}: exists and is not a folder")
-        if any(out_dir.iterdir()) and not overwrite:
-            raise DataError(f"{out_dir}: folder exists and is not empty")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private
-    try:
-        yield tmp
-        for path in tmp.rglob("*"):  # private modes (mkstemp/mkdtemp) become ordinary ones
-            if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
-                continue  # a link to someone else's file (e.g. a dataset copy by hard links): not ours
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        if out_dir.exists():
-            old = tmp.with_name(tmp.name[: -len(".partial")] + ".old")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def label_dtype(label: np.ndarray, path: Path | str) -> np.dtype:
+    """The narrowest dtype that holds every value of `label`: uint8 when the values fit, else
+    uint16, else int32 (PNG: 8 or 16 bit only). DataError naming `path` for a negative or
+    non-finite value, or one too large for the format: labels are written as their raw
+    non-negative values (map ``IGNORE_INDEX`` to the dataset's ignore value first)."""
+    arr = np.asarray(label)
+    if arr.dtype == bool or arr.size == 0:
+        return np.dtype(np.uint8)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise DataError(f"{path}: label map holds a non-finite value (NaN or inf)")
+    lo, hi = arr.min(), arr.max()
+    if lo < 0:
+        raise DataError(f"{path}: label value {lo} is negative (label files hold non-negative values; "
+                        "ignored pixels are written as the dataset's ignore value)")
+    png = file_kind(path) == "image2d"
+    for dtype in (np.uint8, np.uint16) if png else (np.uint8, np.uint16, np.int32):
+        if hi <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise DataError(f"{path}: label value {hi} is too large for a {'PNG' if png else 'label'} file "
+                    f"(at most {65535 if png else np.iinfo(np.int32).max})")
 
 
 def write_label(path: Path | str, label: np.ndarray, *, affine: np.ndarray | None = None,
                 spacing: tuple[float, ...] | None = None) -> Path:
-    """Write a label map as NIfTI or MetaImage (keeping `affine`) or PNG (uint8) by the file name, atomically."""
+    """Write a label map as NIfTI, MetaImage, ITK, h5 (keeping `affine`) or PNG by the file name,
+    atomically, in the narrowest dtype holding its values (:func:`label_dtype`: uint8 when
+    they fit, else uint16 (16-bit PNG), else int32)."""
     path = Path(path)
     kind = file_kind(path)
+    label = np.asarray(label)
+    label = label.astype(label_dtype(label, path))
     if kind == "metaimage":
-        from .metaimage import write_metaimage
-
-        return write_metaimage(path, np.asarray(label, dtype=np.uint8), affine=affine, spacing=spacing)
+        return write_metaimage(path, label, affine=affine, spacing=spacing)
     if kind == "itk":
-        from .itkio import write_itk
-
-        return write_itk(path, np.asarray(label, dtype=np.uint8), affine=affine, spacing=spacing)
+        return write_itk(path, label, affine=affine, spacing=spacing)
     with atomic_path(path) as tmp:
         if kind == "nifti":
             import nibabel as nib
 
             if affine is None:
                 affine = np.diag(list(spacing or (1.0,) * 3)[:3] + [1.0])
-            img = nib.Nifti1Image(np.asarray(label, dtype=np.uint8), affine)
+            img = nib.Nifti1Image(label, affine)
             if spacing is not None:
                 img.header.set_zooms(tuple(spacing)[: label.ndim])
             nib.save(img, str(tmp))
         elif kind == "image2d":
             from PIL import Image
 
-            Image.fromarray(np.asarray(label, dtype=np.uint8)).save(tmp, format="PNG")
+            Image.fromarray(label).save(tmp, format="PNG")
         else:
             import h5py
 
             with h5py.File(tmp, "w") as h5:
-                h5.create_dataset("label", data=np.asarray(label, dtype=np.uint8), compression="gzip")
+                h5.create_dataset("label", data=label, compression="gzip")
     return path
 
 
@@ -233,12 +181,8 @@ def write_image(path: Path | str, image: np.ndarray, *, affine: np.ndarray | Non
     path = Path(path)
     kind = file_kind(path)
     if kind == "metaimage":
-        from .metaimage import write_metaimage
-
         return write_metaimage(path, np.asarray(image, dtype=np.float32), affine=affine)
     if kind == "itk":
-        from .itkio import write_itk
-
         return write_itk(path, np.asarray(image, dtype=np.float32), affine=affine)
     with atomic_path(path) as tmp:
         if kind == "nifti":

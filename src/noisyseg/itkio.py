@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .files import Volume, atomic_path
 from .metaimage import _LPS_TO_RAS, metaimage_affine
 
 
@@ -25,8 +26,6 @@ def _sitk(path: Path):
 
 def read_itk(path: Path | str):
     """Read an image with SimpleITK; returns a :class:`noisyseg.io.Volume`."""
-    from .io import Volume
-
     path = Path(path)
     sitk = _sitk(path)
     img = sitk.ReadImage(str(path))
@@ -43,8 +42,6 @@ def write_itk(path: Path | str, array: np.ndarray, *, affine: np.ndarray | None 
               spacing: tuple[float, ...] | None = None) -> Path:
     """Write `array` (X, Y[, Z]) with SimpleITK (format from the file name), keeping the RAS
     `affine` (converted to ITK's LPS origin, direction and spacing); atomically."""
-    from .io import atomic_path
-
     path = Path(path)
     sitk = _sitk(path)
     arr = np.asarray(array)

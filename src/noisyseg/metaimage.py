@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .io import Volume, atomic_path
+from .files import Volume, atomic_path
 
 _MET_TYPES: dict[str, str] = {  # ElementType -> numpy dtype (MetaIO sizes: MET_LONG is 4 bytes)
     "MET_UCHAR": "u1", "MET_CHAR": "i1", "MET_USHORT": "u2", "MET_SHORT": "i2",

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from noisyseg.data import detect_layout, open_dataset, validate_dataset
+from noisyseg.data import detect_layout, open_dataset, registry, validate_dataset
+from noisyseg.data.case import Layout
+from noisyseg.data.registry import LAYOUTS, READERS
 from noisyseg.errors import DataError
 
 import format_files as w  # sibling helper module
@@ -89,8 +91,26 @@ def test_empty_folder(tmp_path):
 def test_unknown_layout(tmp_path):
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "notes.txt").write_text("hello")
-    with pytest.raises(DataError, match="odd: no known dataset layout"):
+    with pytest.raises(DataError, match="odd: no known dataset layout") as err:
         open_dataset(tmp_path / "odd")
+    for layout in LAYOUTS:  # the error text lists every layout, from the one list
+        assert layout.expects in str(err.value)
+
+
+def test_one_ordered_list_of_layouts(tmp_path, monkeypatch):
+    assert [layout.name for layout in LAYOUTS] == ["decathlon", "acdc_h5", "acdc", "h5", "brats", "promise12",
+                                                   "kvasir"]
+    assert list(READERS) == [layout.name for layout in LAYOUTS]
+    # a new reader is one LAYOUT record: detection and the error text follow it
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "notes.txt").write_text("hello")
+    toy = Layout("toy", lambda root: (root / "notes.txt").is_file(), lambda root, **kw: None, "notes.txt (toy)")
+    monkeypatch.setattr(registry, "LAYOUTS", LAYOUTS + (toy,))
+    assert detect_layout(tmp_path / "odd") == "toy"
+    # detection order decides: a Decathlon folder that also has notes.txt is still Decathlon
+    root = decathlon(tmp_path / "ds")
+    (root / "notes.txt").write_text("hello")
+    assert detect_layout(root) == "decathlon"
 
 
 def test_validate_empty_training_set(tmp_path):

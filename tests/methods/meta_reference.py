@@ -10,7 +10,8 @@ import torch
 from torch.func import functional_call
 
 from noisyseg.methods.losses import pixel_ce
-from noisyseg.methods.meta_weights import ce_meta_loss, frozen_norm_stats
+from noisyseg.methods.meta_weights import ce_meta_loss
+from noisyseg.methods.shared import frozen_norm_stats
 
 
 def slow_reference(net, image, label, pseudo, meta_image, meta_label, lr, pixel_loss=pixel_ce, only=""):

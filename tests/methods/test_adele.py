@@ -137,13 +137,10 @@ def test_params_validation():
 
 
 @pytest.mark.parametrize("dims,k", [(2, 2), (3, 3)])
-def test_training_step_backward_2d_3d(dims, k):
+def test_training_step_logs_2d_3d(dims, k):  # loss and gradients: test_contract.py
     method = make_method(dims, k, tta_flip=True)
     batch = batch_for(dims, k, size=16 if dims == 2 else 8)
     out = method.training_step(batch, StepInfo(0, 10))
-    out.loss.backward()
-    assert torch.isfinite(out.loss)
-    assert all(p.grad is not None for p in method.net.parameters())
     for key in ["adele/corrected_frac", "adele/label_acc_given", "adele/label_acc_corrected",
                 "adele/correction_precision"] + [f"adele/active/c{c}" for c in range(1, k)]:
         assert key in out.logs, key

@@ -9,7 +9,8 @@ from noisyseg.config import MethodConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, validate_method
 from noisyseg.methods.losses import pixel_ce
-from noisyseg.methods.meta_weights import frozen_norm_stats, meta_pixel_weights
+from noisyseg.methods.meta_weights import meta_pixel_weights
+from noisyseg.methods.shared import frozen_norm_stats
 
 from method_kit import band_batch, tiny_method  # tests/methods helper
 

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 
 from noisyseg.config import NetConfig
 from noisyseg.methods.meta_weights import (
-    frozen_norm_stats,
     head_meta_pixel_weights,
     meta_pixel_weights,
     normalise_weights,
     weights_for_step,
 )
+from noisyseg.methods.shared import frozen_norm_stats
 from noisyseg.nets import net_factory
 
 from meta_reference import slow_reference  # tests/methods helper

@@ -169,22 +169,6 @@ def test_params_reject_bad_values_and_unknown_keys():
 
 
 @pytest.mark.parametrize("name", ["gce", "sce"])
-@pytest.mark.parametrize("dims", [2, 3])
-def test_step_backward_and_predict_in_2d_and_3d(name, dims):
-    m = make_method(name, {"dice": True}, dims=dims)
-    batch = small_batch(dims=dims, size=8)
-    out = m.training_step(batch, StepInfo(step=0, max_steps=10))
-    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
-    assert all(isinstance(v, float) for v in out.logs.values())
-    out.loss.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
-    with torch.no_grad():
-        proba = m.predict_proba(batch["image"])
-    assert proba.shape == (2, K) + (8,) * dims
-    torch.testing.assert_close(proba.sum(1), torch.ones((2,) + (8,) * dims))
-
-
-@pytest.mark.parametrize("name", ["gce", "sce"])
 def test_losses_are_float32_under_autocast(name):
     m = make_method(name, {"dice": True})
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -8,19 +8,11 @@ import numpy as np
 import pytest
 
 from noisyseg.errors import ConfigError, DataError
-from noisyseg.noise import PROTOCOLS
+from noisyseg.noise import PROTOCOLS, REGISTRY
 
-# parameters that make every protocol visibly change the small test labels
-PARAMS = {
-    "morph": {},
-    "l2b": {"level": 0.4, "min_pixels": 50},
-    "markov": {"iterations": 6},
-    "affine": {"max_shift": 4.0},
-    "polygon": {},
-    "ellipse": {"probability": 0.5},
-    "classswap": {"fraction": 0.5},
-    "flip": {"rate": 0.05},
-}
+# every protocol with a per-label function, with its record's example parameters (which make it
+# visibly change the small test labels)
+PARAMS = {name: REGISTRY[name].example for name in PROTOCOLS}
 NAMES = sorted(PROTOCOLS)
 LABELS = ["blob2d", "blob3d", "multi2d", "multi3d"]
 
@@ -29,8 +21,9 @@ def run(name, label, seed):
     return PROTOCOLS[name](label, rng=np.random.default_rng(seed), **PARAMS[name])
 
 
-def test_params_cover_all_protocols():
-    assert set(PARAMS) == set(PROTOCOLS)
+def test_every_label_and_dataset_protocol_has_a_generator():
+    assert set(PROTOCOLS) == {n for n, p in REGISTRY.items() if p.kind in ("label", "dataset")}
+    assert all(callable(PROTOCOLS[n]) for n in PROTOCOLS)
 
 
 @pytest.mark.parametrize("name", NAMES)

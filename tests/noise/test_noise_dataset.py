@@ -140,3 +140,42 @@ def test_a_chosen_number_of_cases_stays_clean(mni_small, tmp_path):
     trusted = set(open_dataset(mni_small).trusted_ids)
     kept = [r["case"] for r in rows if r["corrupted"] == "0" and r["case"] not in trusted]
     assert len(kept) == 2
+
+
+# ------------------------------------------------------------------ a protocol is one record
+
+def _erase(label, *, spacing=None, rng, rate: float = 0.0):
+    """A toy generator: every foreground pixel becomes background."""
+    return np.zeros_like(label), {"protocol": "erase", "rate": rate}
+
+
+def _erase_all(labels, level, rng, *, spacing=None):
+    """A toy dataset protocol: sees every corrupted label at once."""
+    return [(np.zeros_like(lab), {"protocol": "erase_all", "n": len(labels), "level": level}) for lab in labels]
+
+
+def test_a_new_record_is_all_make_noisy_dataset_needs(mni_small, tmp_path, monkeypatch):
+    from noisyseg.errors import ConfigError
+    from noisyseg.noise import registry
+    from noisyseg.noise.registry import Level, Protocol
+
+    monkeypatch.setitem(registry.REGISTRY, "erase", Protocol("erase", "label", _erase, Level("rate", 0.0, 1.0)))
+    monkeypatch.setitem(registry.PROTOCOLS, "erase", _erase)
+    monkeypatch.setitem(registry.REGISTRY, "erase_all", Protocol(
+        "erase_all", "dataset", _erase, Level("level", 0.0, 1.0, default=0.3), dataset_fn=_erase_all))
+    monkeypatch.setitem(registry.PROTOCOLS, "erase_all", _erase)
+
+    out = make_noisy_dataset(mni_small, tmp_path / "a", protocol="erase", level=0.25, clean_fraction=0.5, seed=0,
+                             progress=False)
+    rows = list(csv.DictReader((out / "noise_report.csv").open()))
+    corrupted = [r for r in rows if r["corrupted"] == "1"]
+    assert corrupted and all(json.loads(r["operation"]) == {"protocol": "erase", "rate": 0.25} for r in corrupted)
+    with pytest.raises(ConfigError, match="erase level"):  # the record's range
+        make_noisy_dataset(mni_small, tmp_path / "b", protocol="erase", level=1.5, progress=False)
+    with pytest.raises(ConfigError, match="did you mean 'rate'"):  # the generator's own keywords
+        make_noisy_dataset(mni_small, tmp_path / "b", protocol="erase", params={"rat": 0.1}, progress=False)
+
+    out = make_noisy_dataset(mni_small, tmp_path / "c", protocol="erase_all", seed=0, progress=False)
+    rows = list(csv.DictReader((out / "noise_report.csv").open()))
+    infos = [json.loads(r["operation"]) for r in rows if r["corrupted"] == "1"]
+    assert infos and all(i == {"protocol": "erase_all", "n": len(infos), "level": 0.3} for i in infos)

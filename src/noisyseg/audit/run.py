@@ -13,12 +13,12 @@ sibling folder and renamed into place):
                          given != clean, Spearman of case scores with 1 − Dice and changed fraction
     report.md            the ranking, the metrics and figures/worst_cases.png
 
-Signals: a CLCS run scores voxels with its own voting (the two branches' mean softmax) and
-its learnt per-class thresholds T (method `threshold`, suspected ⇔ p̄(ỹ) < T(ỹ), the pixels
-CLCS's selection rejects); if its thresholds are all zero (still warming up) the
-confident-learning class means are used instead. Other runs, MetaDCSeg included, use their
-predicted probabilities with `self_confidence` (MetaDCSeg's α/β weights need a trusted meta
-batch per case and are not used).
+Signals, by what the run's method offers (`Method.label_thresholds`, `Method.label_weights`):
+a method with its own per-class thresholds T (CLCS) scores voxels with its predicted
+probabilities (CLCS: both branches' mean) against them (`threshold`, suspected ⇔ p̄(ỹ) < T(ỹ));
+if they are all zero (still warming up) the confident-learning class means are used instead.
+A method with label weights (MetaDCSeg) scores 2D cases by where its meta weights move trust
+to the pseudo-label, against a trusted case; other runs use `self_confidence`.
 """
 
 from __future__ import annotations
@@ -49,14 +49,15 @@ AUDIT_METHODS = ("auto",) + VOXEL_METHODS
 def _signal(model, method: str, labels, probs) -> tuple[str, np.ndarray | None, str]:
     """(voxel method, thresholds or None, description) for a run and the requested method."""
     run_method = getattr(model, "name", "")
+    own = model.label_thresholds() if hasattr(model, "label_thresholds") else None
     if method == "auto":
-        method = "threshold" if run_method == "clcs" else "self_confidence"
+        method = "threshold" if own is not None else "self_confidence"
     if method != "threshold":
         return method, None, f"{method} on the {run_method or 'run'}'s predicted probabilities"
-    if run_method == "clcs":
-        thr = model.thresholds().detach().cpu().numpy().astype(np.float64)
+    if own is not None:
+        thr = own.detach().cpu().numpy().astype(np.float64)
         if np.any(thr > 0):
-            return method, thr, "CLCS voting (mean of both branches) with CLCS's learnt class thresholds"
+            return method, thr, f"{run_method}'s predicted probabilities with its learnt class thresholds"
     thr = class_thresholds(labels, probs)
     return method, thr, "threshold with confident-learning class thresholds (mean p(c) over voxels labelled c)"
 
@@ -80,9 +81,10 @@ def _meta_case(method: str, ds, info: dict, cfg, cases: list):
 
 
 def meta_weight_scores(model, case, meta) -> np.ndarray:
-    """Per-pixel error score β/(α+β) from MetaDCSeg's exact meta weights of the given label (α)
-    and the pseudo-label (β) of one whole 2D case, with a trusted case as the meta batch; 0.5 where
-    neither label gets weight (no evidence), 0 where both labels agree and are trusted."""
+    """Per-pixel error score β/(α+β) from a run's label weights (`Method.label_weights`:
+    MetaDCSeg's exact meta weights) of the given label (α) and the pseudo-label (β) of one whole
+    2D case, with a trusted case as the meta batch; 0.5 where neither label gets weight (no
+    evidence), 0 where both labels agree and are trusted."""
     import torch
 
     device = next(model.parameters()).device
@@ -95,8 +97,8 @@ def meta_weight_scores(model, case, meta) -> np.ndarray:
 
     image, label, valid = batch(case, False)
     meta_image, meta_label, meta_valid = batch(meta, True)
-    mw = model.compute_weights(image, label, meta_image, meta_label, valid=valid, meta_valid=meta_valid)
-    a, b = mw.alpha[0].double(), mw.beta[0].double()
+    mw = model.label_weights(image, label, meta_image, meta_label, valid=valid, meta_valid=meta_valid)
+    a, b = mw.given[0].double(), mw.pseudo[0].double()
     total = a + b
     agree = mw.pseudo_label[0] == label[0]
     score = torch.where(total > 0, b / total.clamp_min(1e-300), torch.full_like(total, 0.5))
@@ -133,10 +135,10 @@ def audit(*, run: Path | str, data: Path | str, out: Path | str, method: str = "
             raise DataError(f"{c.image_path}: training case '{c.id}' has no label")
         cases.append(c)
 
-    meta = _meta_case(method, ds, info, cfg, cases) if getattr(model, "name", "") == "metadcseg" else None
+    meta = _meta_case(method, ds, info, cfg, cases) if model.has_label_weights() else None
     if meta is not None:
         vmethod, thr = "meta_weights", None
-        signal = (f"MetaDCSeg's meta weights: share of the per-pixel weight moved from the given label to the "
+        signal = (f"{model.name}'s meta weights: share of the per-pixel weight moved from the given label to the "
                   f"pseudo-label, against trusted case '{meta.id}'")
         voxel = [meta_weight_scores(model, c, meta) for c in tqdm(cases, desc="audit", disable=not progress)]
         case_scores = np.array([score_case(v, case_score, top_percent) for v in voxel])

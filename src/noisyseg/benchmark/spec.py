@@ -21,11 +21,11 @@ from ..config import (
     validation_message,
 )
 from ..errors import ConfigError
+from ..report.demo_report import CLEAN_TITLE
 
 DEMO_PREFIX = "demo:"
 CLEAN_CEILING = "supervised_clean"
 """Result key of `supervised` trained on the clean labels (the ceiling of every table)."""
-CLEAN_TITLE = "supervised (clean labels)"
 
 
 def run_title(method: str) -> str:

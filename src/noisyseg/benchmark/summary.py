@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.case import Case, Dataset
-from ..engine.checkpoint import package_versions
+from ..runinfo import package_versions
 from ..io import atomic_path, label_file_name, read_file
 from ..report.demo_report import METRIC_TITLES
 from ..report.tables import _cell, markdown_table

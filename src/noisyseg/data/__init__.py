@@ -1,4 +1,4 @@
-"""Dataset readers (Decathlon / nnU-Net, LA and Pancreas-CT h5, BraTS 2021, PROMISE12, Kvasir-SEG),
+"""Dataset readers (Decathlon / nnU-Net, ACDC, LA and Pancreas-CT h5, BraTS 2021, PROMISE12, Kvasir-SEG),
 one data model (:class:`Case`, :class:`Dataset`) and layout detection (:func:`open_dataset`)."""
 
 from .brats import read_brats

@@ -38,8 +38,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import read_file
-from .case import Case, CaseRef, Dataset, check_finite, check_same_shape, map_labels, normalize_intensity, \
-    read_case_list, resolve_trusted_ids
+from .case import Case, CaseRef, Dataset, Layout, check_finite, check_same_shape, map_labels, \
+    normalize_intensity, read_case_list, resolve_trusted_ids
 from .h5cases import h5_info
 
 CLASS_NAMES = ["background", "right ventricle", "myocardium", "left ventricle"]
@@ -206,3 +206,8 @@ def _dataset(root: Path, layout: str, train: list[CaseRef], val: list[CaseRef], 
     return Dataset(root=root, layout=layout, spatial_dims=3, class_names=list(CLASS_NAMES),
                    label_values=list(LABEL_VALUES), modalities=[MODALITY], train=train, val=val, test=test,
                    trusted_ids=trusted, groups=groups, train_dims=2, spacing_known=spacing_known)
+
+
+ACDC_H5_LAYOUT = Layout("acdc_h5", is_acdc_h5_layout, read_acdc_h5,
+                        "data/slices/ or data/*.h5 with train_slices.list/val.list (ACDC h5)")
+ACDC_LAYOUT = Layout("acdc", is_acdc_nifti_layout, read_acdc_nifti, "patientNNN/ frame folders (ACDC)")

@@ -25,6 +25,7 @@ from .case import (
     Case,
     CaseRef,
     Dataset,
+    Layout,
     check_finite,
     check_same_shape,
     map_labels,
@@ -122,3 +123,11 @@ def read_brats(root: Path | str, *, clean_cases_file: Path | str | None = None) 
                    label_values=list(BRATS_LABEL_VALUES), modalities=["FLAIR", "T1", "T1ce", "T2"],
                    train=train, test=test, trusted_ids=trusted,
                    regions={k: list(v) for k, v in BRATS_REGIONS.items()}, has_clean_labels=has_clean)
+
+
+def is_brats_layout(root: Path) -> bool:
+    """A folder holding at least one BraTS case folder (:func:`is_brats_case`)."""
+    return any(is_brats_case(p) for p in root.iterdir() if not p.name.startswith("."))
+
+
+LAYOUT = Layout("brats", is_brats_layout, read_brats, "BraTS case folders")

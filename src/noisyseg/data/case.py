@@ -1,8 +1,9 @@
 """The in-memory data model every reader produces: cases and datasets.
 
-Readers (Decathlon, LA/Pancreas h5, BraTS, Kvasir) differ only in how they find files;
-they all return a :class:`Dataset` of lazily loaded :class:`Case` objects, already
-validated, with labels mapped to contiguous class indices 0..K-1.
+Readers (Decathlon / nnU-Net, ACDC, LA/Pancreas h5, BraTS, PROMISE12, Kvasir) differ only in
+how they find files; each declares its :class:`Layout` once, and they all return a
+:class:`Dataset` of lazily loaded :class:`Case` objects, already validated, with labels mapped
+to contiguous class indices 0..K-1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,23 @@ from ..errors import DataError, did_you_mean
 IGNORE_INDEX = -1
 """Class index of unannotated pixels (nnU-Net v2's ``"ignore"`` label) in loaded labels:
 kept out of ``num_classes`` and excluded from every loss, selection, noise, audit and metric."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A dataset layout, declared once by its reader module as ``LAYOUT``.
+
+    Attributes:
+        name: the layout name (``Dataset.layout``, a key of ``noisyseg.data.registry.READERS``).
+        detect: ``detect(root) -> bool``, whether a (non-empty) folder is in this layout.
+        read: ``read(root, *, clean_cases_file=None) -> Dataset``.
+        expects: what the folder holds, for the error text of an unknown layout.
+    """
+
+    name: str
+    detect: Callable[[Path], bool]
+    read: Callable[..., Dataset]
+    expects: str
 
 
 @dataclass

@@ -31,6 +31,7 @@ from .case import (
     Case,
     CaseRef,
     Dataset,
+    Layout,
     check_finite,
     check_same_shape,
     map_labels,
@@ -544,3 +545,11 @@ def read_decathlon(root: Path | str, *, clean_cases_file: Path | str | None = No
                    train_dims=meta.train_dims if meta is not None else None,
                    spacing_known=meta.spacing_known if meta is not None else True,
                    ignore_value=ignore_value, file_ending=meta.file_ending if meta is not None else None)
+
+
+def is_decathlon_layout(root: Path) -> bool:
+    """A folder with ``dataset.json`` or ``imagesTr/`` or ``imagesTs/`` (MSD, nnU-Net raw)."""
+    return (root / "dataset.json").is_file() or (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir()
+
+
+LAYOUT = Layout("decathlon", is_decathlon_layout, read_decathlon, "imagesTr/+labelsTr/ or dataset.json (Decathlon)")

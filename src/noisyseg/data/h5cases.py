@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import read_file
-from .case import Case, CaseRef, Dataset, check_finite, check_same_shape, map_labels, read_case_list, \
+from .case import Case, CaseRef, Dataset, Layout, check_finite, check_same_shape, map_labels, read_case_list, \
     resolve_trusted_ids
 
 LA_FOLDER = "2018LA_Seg_Training Set"
@@ -195,3 +195,6 @@ def read_h5_dataset(root: Path | str, *, clean_cases_file: Path | str | None = N
     return Dataset(root=root, layout="h5", spatial_dims=3, class_names=["background", fg],
                    label_values=label_values, modalities=[modality], train=train, test=test,
                    trusted_ids=trusted, has_clean_labels=has_clean)
+
+
+LAYOUT = Layout("h5", is_h5_layout, read_h5_dataset, "train.list with h5 files (LA/Pancreas)")

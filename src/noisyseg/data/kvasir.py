@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import case_id, list_case_files, read_file
-from .case import Case, CaseRef, Dataset, check_finite, check_same_shape, normalize_intensity, \
+from .case import Case, CaseRef, Dataset, Layout, check_finite, check_same_shape, normalize_intensity, \
     read_case_list, resolve_trusted_ids
 
 MASK_THRESHOLD = 127
@@ -89,3 +89,6 @@ def read_kvasir(root: Path | str, *, clean_cases_file: Path | str | None = None)
     return Dataset(root=root, layout="kvasir", spatial_dims=2, class_names=["background", "polyp"],
                    label_values=[0, 1], modalities=["R", "G", "B"], train=train, test=[],
                    trusted_ids=trusted, has_clean_labels=has_clean)
+
+
+LAYOUT = Layout("kvasir", is_kvasir_layout, read_kvasir, "images/+masks/ (Kvasir)")

@@ -32,6 +32,7 @@ from .case import (
     Case,
     CaseRef,
     Dataset,
+    Layout,
     check_finite,
     check_same_shape,
     map_labels,
@@ -146,3 +147,6 @@ def read_promise12(root: Path | str, *, clean_cases_file: Path | str | None = No
     return Dataset(root=root, layout="promise12", spatial_dims=3, class_names=["background", "prostate"],
                    label_values=list(LABEL_VALUES), modalities=["T2"], train=train_refs, test=test_refs,
                    trusted_ids=trusted, has_clean_labels=False)
+
+
+LAYOUT = Layout("promise12", is_promise12_layout, read_promise12, "CaseNN.mhd + CaseNN_segmentation.mhd (PROMISE12)")

@@ -1,17 +1,12 @@
 """Open any supported dataset folder by detecting its layout, and check it before training.
 
-Layouts, tried in this order:
-
-- ``decathlon``: ``dataset.json`` or ``imagesTr/`` / ``imagesTs/`` (MSD, nnU-Net raw);
-- ``acdc_h5``: ``data/slices/*.h5`` with ``train_slices.list``, or ``data/<frame>.h5`` volumes
-  beside ``train.list`` / ``val.list`` / ``test.list`` (ACDC as SSL4MIS distributes it);
-- ``acdc``: ``patientNNN/patientNNN_frameMM.nii.gz`` folders (the original ACDC release);
-- ``h5``: ``2018LA_Seg_Training Set/`` or ``Pancreas_h5/`` or a ``train.list`` beside
-  h5 files (LA, Pancreas-CT);
-- ``brats``: ``BraTS2021_XXXXX/`` case folders holding ``*_flair.nii.gz`` ...;
-- ``promise12``: MetaImage ``CaseNN.mhd`` images with ``CaseNN_segmentation.mhd`` masks
-  (PROMISE12 prostate MRI), optionally in ``TrainingData_*/`` and ``TestData/`` subfolders;
-- ``kvasir``: ``images/`` and ``masks/``.
+Each reader module declares its layout once (``LAYOUT``: name, detect, read, what the folder
+holds); :data:`LAYOUTS` is the one ordered list, tried first to last, and :data:`READERS` and the
+error text for an unknown folder derive from it. The order: ``decathlon`` (``dataset.json`` or
+``imagesTr/``: MSD, nnU-Net raw), ``acdc_h5`` (SSL4MIS's ACDC h5 slices and volumes), ``acdc``
+(the original ACDC release), ``h5`` (LA, Pancreas-CT), ``brats`` (BraTS 2021 case folders),
+``promise12`` (MetaImage ``CaseNN.mhd``), ``kvasir`` (``images/`` and ``masks/``). A new reader is
+one module with a ``LAYOUT`` and one entry in :data:`LAYOUTS`.
 """
 
 from __future__ import annotations
@@ -20,23 +15,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DataError
-from .acdc import is_acdc_h5_layout, is_acdc_nifti_layout, read_acdc_h5, read_acdc_nifti
-from .brats import is_brats_case, read_brats
-from .case import Dataset
-from .decathlon import read_decathlon
-from .h5cases import is_h5_layout, read_h5_dataset
-from .kvasir import is_kvasir_layout, read_kvasir
-from .promise12 import is_promise12_layout, read_promise12
+from . import acdc, brats, decathlon, h5cases, kvasir, promise12
+from .case import Dataset, Layout
 
-READERS: dict[str, Callable[..., Dataset]] = {
-    "decathlon": read_decathlon,
-    "acdc_h5": read_acdc_h5,
-    "acdc": read_acdc_nifti,
-    "h5": read_h5_dataset,
-    "brats": read_brats,
-    "promise12": read_promise12,
-    "kvasir": read_kvasir,
-}
+LAYOUTS: tuple[Layout, ...] = (
+    decathlon.LAYOUT,
+    acdc.ACDC_H5_LAYOUT,
+    acdc.ACDC_LAYOUT,
+    h5cases.LAYOUT,
+    brats.LAYOUT,
+    promise12.LAYOUT,
+    kvasir.LAYOUT,
+)
+"""Every dataset layout, in detection order (the first whose ``detect`` accepts a folder wins)."""
+
+READERS: dict[str, Callable[..., Dataset]] = {layout.name: layout.read for layout in LAYOUTS}
+
+
+def _expected() -> str:
+    parts = [layout.expects for layout in LAYOUTS]
+    return ", ".join(parts[:-1]) + ", or " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 def detect_layout(path: Path | str) -> str:
@@ -50,29 +48,12 @@ def detect_layout(path: Path | str) -> str:
         raise DataError(f"{root}: dataset folder not found")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (give the dataset folder, not a file)")
-    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
-    if not entries:
+    if not any(not p.name.startswith(".") for p in root.iterdir()):
         raise DataError(f"{root}: dataset folder is empty")
-    if (root / "dataset.json").is_file() or (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
-        return "decathlon"
-    if is_acdc_h5_layout(root):
-        return "acdc_h5"
-    if is_acdc_nifti_layout(root):
-        return "acdc"
-    if is_h5_layout(root):
-        return "h5"
-    if any(is_brats_case(p) for p in entries if p.is_dir()):
-        return "brats"
-    if is_promise12_layout(root):
-        return "promise12"
-    if is_kvasir_layout(root):
-        return "kvasir"
-    raise DataError(
-        f"{root}: no known dataset layout (expected imagesTr/+labelsTr/ or dataset.json (Decathlon), "
-        "data/slices/ or data/*.h5 with train_slices.list/val.list (ACDC h5), patientNNN/ frame folders (ACDC), "
-        "train.list with h5 files (LA/Pancreas), BraTS case folders, CaseNN.mhd + CaseNN_segmentation.mhd "
-        "(PROMISE12), or images/+masks/ (Kvasir))"
-    )
+    for layout in LAYOUTS:
+        if layout.detect(root):
+            return layout.name
+    raise DataError(f"{root}: no known dataset layout (expected {_expected()})")
 
 
 def open_dataset(path: Path | str, *, clean_cases_file: Path | str | None = None) -> Dataset:

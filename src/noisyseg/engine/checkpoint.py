@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,23 +9,7 @@ import torch
 
 from ..errors import DataError
 from ..io import atomic_path
-
-
-def package_versions() -> dict[str, str]:
-    """Versions recorded beside every result."""
-    import monai
-    import numpy
-
-    from .. import __version__
-
-    return {
-        "noisyseg": __version__,
-        "python": sys.version.split()[0],
-        "torch": str(torch.__version__),
-        "monai": str(monai.__version__),
-        "numpy": str(numpy.__version__),
-        "platform": platform.platform(),
-    }
+from ..runinfo import package_versions  # noqa: F401  (re-exported: the trainer and benchmark/runner import it here)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

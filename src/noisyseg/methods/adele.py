@@ -1,81 +1,18 @@
-"""`adele`: Adaptive Early-Learning Correction (Liu, Liu, Zhou, Zhang, Fernandez-Granda, CVPR 2022).
+"""`adele`: Adaptive Early-Learning Correction (Liu et al., CVPR 2022).
 
-Liu et al., "Adaptive Early-Learning Correction for Segmentation from Noisy Annotations",
-CVPR 2022. Networks fit the correct part of noisy segmentation labels first ("early
-learning") and memorise the wrong part later; the onset of memorisation differs per class.
-ADELE watches, per class c, the IoU between the model's prediction and the given labels as
-training goes on, and once that curve flattens it starts correcting the labels of c with the
-model's confident predictions.
+One network. Per foreground class c, the IoU between the training prediction and the given
+labels is recorded once per interval (`curve_points` points over training) and fitted with
+f(x) = a(1 − exp(−x^b / c)); early learning of c has ended when the fitted slope fell below
+(1 − r) of its slope at the first interval (r = 0.9), and c stays active from then on.
+Once a class is active, a pixel's label becomes the prediction ŷ where max_k p_k > τ (0.8)
+and both ỹ and ŷ are background or active (and ŷ is in the sample's given classes); the loss
+is CE + soft Dice on the corrected labels. Corrections are per batch (no label memory).
 
-* **IoU curve**: IoU_c(t) = |pred = c ∧ ỹ = c| / |pred = c ∨ ỹ = c|, summed over the training
-  batches of a recording interval (pred = argmax of the training forward), one point per
-  interval (`curve_points` points over the whole training).
-* **Fit** (on the points so far, x = 0, 1, …): f(x) = a(1 − exp(−x^b / c)), 0 ≤ a, b ≤ 1,
-  c ≥ 0, least squares with σ = geomspace(1, 0.1) (recent points weigh more), start (1, 1, 1).
-* **Detection**: with f'(x) = a·(b/c)·x^(b−1)·exp(−x^b/c), early learning of c has ended at
-  the latest point x_n when the relative change |f'(x_n) − f'(1)| / |f'(1)| > r (r = 0.9), i.e.
-  the fitted slope fell below a tenth of its slope at the first interval. From then on the
-  class stays "active" (no way back).
-* **Correction** (`correct_labels`): once any foreground class is active, a pixel's label
-  becomes the model's prediction ŷ when max_k p_k > τ (τ = 0.8) and both its given label and ŷ
-  are background or active classes, and ŷ is background or a class present in that sample's
-  given label ("class constraint").
-* **Loss**: CE + soft Dice (the `supervised` loss) on the corrected labels.
-
-Defaults: r 0.9, τ 0.8, class constraint on, background joins the correction with the first
-active class, the fit form, bounds and σ [lineage: the authors' code,
-github.com/Kangningthu/ADELE, SegThor/brat/label_correction.py]; curve_points 50,
-min_points 10, no test-time augmentation [choice].
-
-Decisions (each a [choice]):
-
-* No label memory: ADELE rewrites the stored training labels at the end of an epoch, and a
-  corrected pixel keeps its new label. The loop here draws random patches with no per-case
-  label store, so labels are corrected on the fly, per batch, from the current prediction: a
-  correction lasts for that step only, and a pixel whose confidence drops back below τ
-  trains on its given label again. The given labels are never modified.
-* Time axis: one curve point per `ceil(max_steps / curve_points)` steps (a pseudo-epoch),
-  IoU from intersections and unions summed over that interval's batches (closer to ADELE's
-  whole-training-set IoU per epoch than a mean of per-batch IoUs). The interval is fixed at
-  the first step and stored, so a resume with a different max_steps keeps the curve's scale;
-  points beyond `curve_points` are not recorded (the active classes stay as they are).
-* The IoU is against the *given* labels; ADELE's is against the current (corrected) labels,
-  which for a class that is not yet active is the same thing (its labels are only changed
-  once it is active).
-* Foreground classes only are tracked (ADELE's medical (SegTHOR) code tracks classes 1-4);
-  background is corrected together with the active classes, as there.
-* Leading plateau: ADELE drops the first points while the curve rises by less than 0.1 per
-  epoch; with finer time steps every increment is small, which would leave one point. Here
-  the fit starts at the last point before the curve first reaches 10 % of its range
-  (min + 0.1·(max − min)), and x restarts at 0 there. Points where the class was absent from
-  every batch of the interval (union 0) are skipped. Fewer than `min_points` usable points,
-  or a failed fit, means "not ended".
-* `min_points` 10: on linearly rising curves (0.015 per point) with N(0, 0.02) noise, 20
-  seeds, 50 points, fits on the first 5-9 points falsely detected an end in 9 of 20 seeds
-  with min_points 5, 2 with 8, none with 10; saturating curves 0.8(1 − e^(−x/5)) with the
-  same noise were detected at x = 11-15 with any of the three (noise-free: x = 13, where
-  the slope is 1/10 of the slope at x = 1: 1 + 5·ln 10 ≈ 12.5).
-* Confidence: the detached softmax of the training forward, no extra pass (ADELE's SegTHOR
-  code also corrects with the training epoch's predictions); `tta_flip` averages it with the
-  predictions on flips along each spatial axis (dims extra forwards, no gradient, running
-  statistics untouched). ADELE's multi-scale averaging (scales 0.7, 1, 1.5) is not
-  implemented: rescaled patches need sizes divisible by the network's downsampling factor,
-  which the method does not know. ADELE's multi-scale consistency (JS) regulariser is not
-  implemented either.
-* Host syncs: one per step for the logs; at the end of each interval three more, to copy the
-  curve to the host for the fits (scipy `curve_fit`, one per inactive class, a few ms each)
-  (counted with CUDA's sync debug mode on an H200; a 2D step of 8×160² with `tta_flip` took
-  7.6 ms vs 5.3 ms for `supervised`, a 3D step of 2×64³ 11.1 vs 5.2 ms). Under torchrun the
-  interval's intersection and union counts are all-reduced first, so every process fits the
-  same curve and activates the same classes.
-* State in buffers (checkpointed): the recorded curve, the number of points, the running
-  interval sums, the active classes, the step of each detection and the interval length.
-
-Logs per step: ``adele/active/c{k}``, ``adele/iou/c{k}`` (the last recorded point) for the
-foreground classes, ``adele/corrected_frac`` (share of pixels whose label was changed), and
-with ``clean_label``: ``adele/label_acc_given``, ``adele/label_acc_corrected`` (share of pixels
-whose given / corrected label is the clean one) and ``adele/correction_precision`` (share of
-changed pixels whose new label is the clean one).
+Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `ADELEParams`
+(`tta_flip` averages the confidence over flips). State (curve, active classes) is in buffers.
+Logs: ``adele/active/c{k}``, ``adele/iou/c{k}``, ``adele/corrected_frac``; with
+``clean_label`` ``adele/label_acc_given``, ``adele/label_acc_corrected``,
+``adele/correction_precision``. Design choices and measurements: docs/methods/adele.md.
 """
 
 from __future__ import annotations
@@ -93,7 +30,7 @@ from pydantic import Field, model_validator
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, class_counts, host_values
 from .losses import ce_dice_loss
-from .meta_weights import flip_averaged_probs
+from .shared import flip_averaged_probs
 from .registry import register
 
 PLATEAU_FRACTION = 0.1  # the fit starts where the curve first reaches 10 % of its range

@@ -43,6 +43,16 @@ class StepOutput:
     logs: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class LabelWeights:
+    """Per-pixel label weights of a batch: `given` (α, of the given label), `pseudo` (β, of the
+    pseudo label) and `pseudo_label` (ŷ), each (N, *S)."""
+
+    given: torch.Tensor
+    pseudo: torch.Tensor
+    pseudo_label: torch.Tensor
+
+
 class NoParams(StrictModel):
     """For methods without parameters."""
 
@@ -87,6 +97,28 @@ class Method(nn.Module):
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K, *S) float32 for inference (softmax of `self.net`)."""
         return torch.softmax(self.net(x).float(), dim=1)
+
+    # ------------------------------------------------------------ optional capabilities
+    # Code outside the loop (the audit) asks a method for these instead of testing its name.
+
+    def label_thresholds(self) -> torch.Tensor | None:
+        """Per-class thresholds (K,) on p(given label) below which the method rejects a pixel's
+        label, or None when it has none (the default). A method with a ``thresholds()``
+        method (CLCS's curriculum thresholds) provides them through it."""
+        thresholds = getattr(self, "thresholds", None)
+        return thresholds() if callable(thresholds) else None
+
+    def label_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
+                      meta_label: torch.Tensor, *, valid: torch.Tensor | None = None,
+                      meta_valid: torch.Tensor | None = None) -> LabelWeights | None:
+        """Per-pixel weights of the given and the pseudo label of a batch (N, C, *S) / (N, *S),
+        learnt against a trusted meta batch, or None when the method learns none (the default)."""
+        return None
+
+    @classmethod
+    def has_label_weights(cls) -> bool:
+        """Whether the method overrides :meth:`label_weights`."""
+        return cls.label_weights is not Method.label_weights
 
 
 def host_values(names: Sequence[str], values: Sequence[torch.Tensor]) -> dict[str, float]:

@@ -1,76 +1,18 @@
 """`clcs`: Collaborative Learning with Curriculum Selection (Guo et al., IEEE TMI 2025).
 
-Two networks of the same architecture (different initialisation) are trained side by
-side on the given, possibly noisy, labels ỹ (METHODS.md section 1):
+Two networks (same architecture, different initialisation) on the given labels ỹ
+(docs/reference.md §1): probability voting p̄ = ½(p¹ + p²); per-class curriculum thresholds
+T(c) = τ·β(c)/(2 − β(c)), β(c) = σ(c)/max σ, σ the EMA learning status of each class
+(`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE (+ soft Dice, 3D by default), the
+others the Noise Balance Loss w·[α·CE + β·RCE], w = sg(p̄(ỹ)); a discrepancy loss on the last
+decoder features keeps the branches apart. L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a
+warm-up of CE + Dice on all pixels; inference averages both branches' softmax.
 
-* **Discrepancy loss** on the last decoder features z¹, z² (N, F, *S), with one-sided
-  stop-gradients, keeps the two branches looking at the data from distinct views:
-  L_dis = ½·mean_i[1 + cos(sg(z¹_i), z²_i)] + ½·mean_i[1 + cos(sg(z²_i), z¹_i)].
-* **Probability voting**: p̄ = ½(p¹ + p²), ŷ = argmax p̄, conf = max p̄.
-* **Curriculum, class-aware threshold**: σ_t(c) = EMA of the share of pixels with
-  conf > τ and ŷ = c; β_t(c) = σ_t(c) / max_c' σ_t(c'); T_t(c) = τ·β_t(c) / (2 − β_t(c)).
-* **Clean set**: clean_i = 1[p̄_i(ỹ_i) ≥ T_t(ỹ_i)]; CE (+ soft Dice) of each branch on the
-  clean pixels.
-* **Noise Balance Loss** on the other pixels, per branch: w_i·[α·CE + β·RCE] with
-  RCE = −Σ_k p_k·log(clamp(onehot(ỹ)_k, 1e-4, 1)) = −log(1e-4)·(1 − p_ỹ) and w_i = sg(p̄_i(ỹ_i)).
-* Total L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL; a warm-up of plain CE + Dice on all pixels
-  for both branches; inference averages the two branches' softmax.
-
-Decisions not fixed by METHODS.md (each a [choice], measured or argued here):
-
-* σ counts the *share* of the batch's pixels (count / number of pixels) rather than the raw
-  count: T depends only on the ratio σ(c)/max σ, so this changes nothing but makes the
-  stored buffer independent of batch and patch size. The EMA starts at zero without bias
-  correction: the correction factor (1 − m^t) is the same for every class and cancels in β.
-* All-zero σ (before any pixel is confident, e.g. the very first steps) gives β = 0 and
-  T = 0 for every class, so every pixel counts as clean; likewise a class that has never
-  been predicted confidently keeps T = 0 (its labels are all trusted) until it is.
-* Thresholds of a step come from σ *before* that step's batch is added (as in FlexMatch);
-  σ is updated inside `training_step` on detached tensors, including during warm-up, so the
-  thresholds are ready when warm-up ends.
-* L_clean and L_NBL are *sums* over the two branches (each network gets the gradient a
-  single supervised network would get). L_clean's CE is the mean over clean pixels
-  (`weighted_mean`), its Dice is the soft Dice restricted to clean pixels (`soft_dice_loss`
-  with weight = clean mask). L_NBL is Σ_noisy w_i·ℓ_i divided by the number of *all* pixels
-  of the batch, not of the noisy ones: dividing by the (often small) noisy count would give
-  each suspected-noisy pixel more weight than a clean one.
-* Dice in the clean loss: on by default in 3D only (METHODS.md: "CE (+ Dice in 3D)");
-  `dice_in_clean_loss` switches it either way.
-* Warm-up (`warmup_fraction` of `max_steps`, rounded) optimises only CE + Dice on all
-  pixels of both branches; L_dis and the selection are evaluated for the logs only.
-* Distributed (torchrun): σ is per process (no extra all-reduce per step); processes see
-  different batches, so their thresholds differ slightly, which is harmless since the
-  parameters stay in sync through gradient averaging. The checkpoint stores rank 0's σ,
-  and the loop broadcasts rank 0's buffers on resume.
-* AMP: the networks run under autocast; logits and features are cast to float32 before
-  any loss, softmax, cosine or threshold computation.
-* L_dis is computed as 1 + ½·c + ½·sg(c), c = mean cosine: the same value and gradients as
-  the two one-sided terms, with one cosine map (see `discrepancy_loss`).
-
-Measurements on the synthetic test task (tests/methods/test_clcs.py: 2D ellipses, training
-labels eroded by 1-5 px per case, 16 cases, 150-200 steps, Dice on clean test labels), kept
-here because they bear on defaults that METHODS.md marks [lineage], which we did not change:
-
-* λ_nbl = 1 (the default) made CLCS no better than `supervised` (seeds 0/1/2: 0.67/0.75/0.55
-  vs 0.68/0.76/0.57): the RCE term, with coefficient β·|log 1e-4| ≈ 4.6, pulls the
-  suspected-noisy pixels back to their labels until the noise is memorised and they are
-  selected as clean. λ_nbl = 0.1 gave 0.98/0.98/0.97 (supervised 0.71/0.77/0.68), λ_nbl = 0
-  gave 0.95/0.94/0.94. The end-to-end test uses λ_nbl = 0.1.
-* With β = σ/max σ the most confidently predicted class gets T = τ as soon as any pixel is
-  confident (a few steps in), not gradually; only the other classes start low. FlexMatch's
-  warm-up normalisation (β = σ / max(max σ, unconfident share)) was tried and was worse
-  here (0.88/0.92 with λ_nbl = 0.1), so the written formula is kept.
-* Noise on the minority class (labels dilated instead of eroded) is not filtered: its
-  threshold stays low (≈ 0.3), so its wrong labels are trusted while correct background
-  pixels near the boundary are dropped (selection precision 0.889 < base rate 0.899;
-  Dice 0.69 vs supervised 0.76). This is the price of the class-aware threshold.
-
-Logs per step: ``threshold/c{k}``, ``clean_frac/c{k}`` (share of pixels labelled k that were
-selected clean), ``loss/clean``, ``loss/dis``, ``loss/nbl`` (``loss/warmup`` during warm-up),
-and, when the batch has ``clean_label``, ``selection/precision`` (share of selected pixels
-whose label is correct), ``selection/recall`` (share of correctly labelled pixels that were
-selected) and ``selection/base_rate`` (share of all pixels whose label is correct). Undefined
-ratios are NaN. All logs come from one device-to-host copy per step.
+Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `CLCSParams`.
+Capability: `label_thresholds()` = `thresholds()`, the current T (K,).
+Logs: ``loss/clean``, ``loss/dis``, ``loss/nbl`` (``loss/warmup`` in warm-up),
+``threshold/c{k}``, ``clean_frac/c{k}``; with ``clean_label`` ``selection/*`` (precision,
+recall, base rate, per class). Design choices and measurements: docs/methods/clcs.md.
 """
 
 from __future__ import annotations
@@ -93,10 +35,9 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .losses import ce_dice_loss, one_hot, soft_dice_loss, weighted_mean, with_valid
+from .losses import RCE_LOG_FLOOR, ce_dice_loss, one_hot, reverse_ce_from_p, soft_dice_loss, weighted_mean, \
+    with_valid  # reverse_ce_from_p, RCE_LOG_FLOOR: re-exported
 from .registry import register
-
-RCE_LOG_FLOOR = 1e-4  # clamp of the one-hot target inside RCE's log
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -177,11 +118,6 @@ def reverse_ce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         (N, *S) float32, in [0, −log 1e-4].
     """
     return reverse_ce_from_p(probs.float().gather(1, target.unsqueeze(1)).squeeze(1))
-
-
-def reverse_ce_from_p(p_target: torch.Tensor) -> torch.Tensor:
-    """The closed form of `reverse_ce` from the probability of the given class, (N, *S)."""
-    return -math.log(RCE_LOG_FLOOR) * (1.0 - p_target)
 
 
 def clean_mask(mean_probs: torch.Tensor, label: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:

@@ -1,63 +1,17 @@
-"""`coteaching`: Co-teaching (Han et al., "Co-teaching: Robust Training of Deep Neural Networks
-with Extremely Noisy Labels", NeurIPS 2018), applied per pixel.
+"""`coteaching`: Co-teaching (Han et al., NeurIPS 2018), applied per pixel.
 
-Two networks of the same architecture (different initialisation) are trained on the given,
-possibly noisy, labels ỹ. Each step, on the batch's M pixels:
+Two networks (different initialisation). Each ranks the batch's pixels by its own
+cross-entropy ℓⁿ_i = −log pⁿ_i(ỹ_i) and keeps the share 1 − R(t) with the smallest loss (Sⁿ);
+each network trains on its partner's set: L = mean_{S²} ℓ¹ + mean_{S¹} ℓ² (+ soft Dice on the
+same sets, 3D by default). R(t) = forget_rate·min(t / (gradual_fraction·T), 1). `rank: class`
+(default) ranks within each given class, `rank: global` over the whole batch (the paper's).
+Inference averages the two networks' softmax.
 
-* each network n ranks the pixels by its own cross-entropy ℓⁿ_i = −log pⁿ_i(ỹ_i) and keeps
-  the share 1 − R(t) with the smallest loss: the set Sⁿ (small-loss pixels are more likely
-  correctly labelled, since networks fit clean patterns before noise);
-* each network is trained on its PARTNER's set (cross update): net1 on S², net2 on S¹,
-  L = mean_{i∈S²} ℓ¹_i + mean_{i∈S¹} ℓ²_i  (+ soft Dice restricted to the same sets);
-* the forget rate ramps up linearly, R(t) = forget_rate · min(t / (gradual_fraction · T), 1),
-  with T = max_steps, so that early steps train on (almost) every pixel;
-* inference averages the two networks' softmax.
-
-Defaults and decisions (each a [choice]):
-
-* forget_rate = 0.2, the share of pixels dropped once the ramp is over. The paper sets it to
-  the noise rate ε when ε is known; 0.2 stands for a moderate share of wrong pixel labels
-  and should be set to the expected share when it is known. gradual_fraction = 0.1: the
-  paper ramps over T_k = 10 of 200 epochs (5%); 10% of the steps leaves the networks a little
-  more time to fit the clean patterns first, since segmentation runs are short in steps.
-* The ramp is per step (continuous), not per epoch: the loop has no epochs.
-* `rank: class` by default: ranking within each given class, keeping
-  round((1 − R)·M_c) pixels of every class c: a guard against a minority class being dropped
-  wholesale because its losses are larger early in training. Measured (2D, 150 steps, the
-  tiny U-Net of tests/methods/test_clcs.py's end-to-end test, Dice on clean test labels,
-  seeds 0/1/2, forget_rate 0.2): on that test's eroded-ellipse task (20-30% foreground, every
-  error a background label) both gave the same, class 0.978/0.978/0.971 vs global
-  0.977/0.978/0.972 (supervised 0.714/0.767/0.603). On a small-structure variant (3-6
-  ellipses of radius 3-7 px in 64², ~5% foreground, training labels dilated by 1-2 px or
-  eroded by 1 px per case) class ranking was clearly worse, 0.807/0.819/0.800 vs
-  0.950/0.836/0.938 (supervised 0.870/0.929/0.904), with a lower selection precision
-  (0.975-0.996 vs 0.999-1.0): it always drops R of the foreground-labelled pixels, their
-  hardest ones, i.e. the structures' boundaries, while the feared wholesale drop of the
-  foreground did not happen there with the global ranking. It did on real 3D data: on LA
-  with MT-Noise (configs/la_morph_cpu.yaml, ~7% foreground, Dice in 3D), the global ranking
-  dropped every foreground pixel once R reached 0.2 and both `coteaching` and `trinet`
-  collapsed to all-background predictions (test Dice 0). A collapse costs everything, the
-  class ranking's price is a few points on tiny structures, so `class` is the default;
-  `rank: global` (the paper's rule for balanced image classification: the round((1 − R)·M)
-  smallest-loss pixels of the whole batch) stays available.
-* Selection is over the whole batch (all images together), as the paper does over a
-  mini-batch, not per image. The kept count is exact: ties in loss are broken by the pixel's
-  position (flattened index, lower first), so selection is deterministic; rounding is half up.
-* Ranking uses the detached CE of the given label (the paper's criterion); the Dice term, if
-  any, does not enter the ranking.
-* The two networks' losses are summed (each network gets the gradient a single network
-  trained on its selection would get), one optimiser for both.
-* Dice: on by default in 3D only (as in CLCS's clean loss: "CE (+ Dice in 3D)");
-  it is the soft Dice restricted to the partner's selection (`soft_dice_loss` with weight).
-* AMP: the networks run under autocast; logits are cast to float32 before any loss.
-* Distributed: each process selects within its own batch (no extra communication).
-
-Logs per step: ``forget_rate``, ``kept/net1`` and ``kept/net2`` (share of the batch's pixels
-each network selected, i.e. taught to its partner), ``loss/net1`` and ``loss/net2`` (the
-selected losses) and, when the batch has ``clean_label``, ``selection/precision`` (share of
-selected pixels whose label is correct, pooled over both selections), ``selection/recall``
-(share of correctly labelled pixels selected, pooled) and ``selection/base_rate`` (share of
-all pixels whose label is correct). Undefined ratios are NaN. One host copy per step.
+Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters:
+`CoTeachingParams` (forget_rate 0.2, gradual_fraction 0.1).
+Logs: ``forget_rate``, ``kept/net1``, ``kept/net2``, ``loss/net1``, ``loss/net2``; with
+``clean_label`` ``selection/*`` (precision, recall, base rate, per class).
+Design choices and measurements: docs/methods/coteaching.md.
 """
 
 from __future__ import annotations

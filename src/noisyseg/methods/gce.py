@@ -1,34 +1,10 @@
-"""`gce`: generalised cross-entropy (Zhang & Sabuncu, "Generalized Cross Entropy Loss for
-Training Deep Neural Networks with Noisy Labels", NeurIPS 2018), applied per pixel.
+"""`gce`: generalised cross-entropy (Zhang & Sabuncu, NeurIPS 2018), applied per pixel.
 
-One network trained on the given, possibly noisy, labels ỹ with the negative Box-Cox
-transform of the given class's probability:
+One network on the given labels ỹ with L_q(p, ỹ) = (1 − p_ỹ^q)/q, 0 < q ≤ 1, averaged over
+the batch's pixels (q → 0: cross-entropy; q = 1: MAE/2), computed as −expm1(q·log p_ỹ)/q.
 
-    L_q(p, ỹ) = (1 − p_ỹ^q) / q,   0 < q ≤ 1,
-
-averaged over all pixels of the batch. q → 0 gives cross-entropy −log p_ỹ (fast to fit,
-not robust); q = 1 gives 1 − p_ỹ, i.e. MAE/2 on the one-hot target (robust to symmetric
-noise, slow to fit). Its gradient is p_ỹ^q times the CE gradient, so confidently wrong
-pixels (small p_ỹ) pull less than under CE.
-
-Defaults and decisions (each a [choice]):
-
-* q = 0.7, the paper's value for all its experiments. Params reject q outside (0, 1].
-* The loss is computed as −expm1(q·log p_ỹ)/q from the log-softmax: the same value, but
-  accurate for small q (tends to CE) and for p_ỹ near 0 or 1, with no clamp.
-* `dice: false` by default: the baseline is the published loss alone. Soft Dice over all
-  pixels is not noise-robust (it fits every given label, and its gradient per pixel grows
-  as the class volume shrinks), so adding it mixes a non-robust term into the comparison
-  this baseline is for. `dice: true` adds the plain soft Dice of `supervised`. Measured
-  (2D, 150 steps, seeds 0/1/2; the two tasks of methods/coteaching.py's module doc): on the
-  eroded-ellipse task GCE 0.698/0.752/0.607, GCE + Dice 0.717/0.794/0.627, supervised
-  0.714/0.767/0.603 (GCE does not help against this systematic noise); on the
-  small-structure task GCE 0.925/0.905/0.940, GCE + Dice 0.821/0.919/0.862, supervised
-  0.870/0.929/0.904: Dice helped a little on large structures and hurt twice by 0.08-0.10
-  on small ones, so it stays off.
-* AMP: the network runs under autocast; logits are cast to float32 before any loss.
-
-Logs per step: ``loss/gce`` (mean L_q) and, with Dice, ``loss/dice``; one host copy.
+Batch: image (N, C, *S), label (N, *S) [, valid]. Parameters: `GCEParams` (q 0.7, dice false).
+Logs: ``loss/gce``, ``loss/dice`` with Dice. Defaults and measurements: docs/methods/gce.md.
 """
 
 from __future__ import annotations

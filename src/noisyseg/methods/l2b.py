@@ -1,51 +1,19 @@
 """`l2b`: Learning to Bootstrap (Zhou, Wang, Yuille, Sun, Zhou, arXiv 2202.04291, 2023).
 
-L2B learns, by meta-learning on a small clean set, how much each training sample (here: each
-pixel) should trust its given label ỹ versus the network's own prediction ŷ. One network and a
-small trusted set (`needs_trusted`). Each step, on a training batch and a clean meta batch:
+One network and a trusted meta batch (`needs_trusted`): per pixel, the weight α of the
+given-label loss ℓʳ = CE(p, ỹ) and β of the bootstrap loss ℓᵖ = CE(p, ŷ), ŷ = argmax of the
+detached prediction, from the exact one-step look-ahead of meta_weights.py
+(α, β = max(η⟨∇θ ℓ_i, ∇θ L_meta⟩, 0)/Z, Σα + Σβ = 1). Loss L = Σ α ℓʳ + Σ β ℓᵖ
+(+ λ_D·Dice(p, t), t = (αỹ + βŷ)/(α + β), off by default). MetaDCSeg's first stage without
+the Dynamic Center Distance.
 
-1. Per-pixel losses ℓʳ_i = CE(p_i, ỹ_i) (given label) and ℓᵖ_i = CE(p_i, ŷ_i), ŷ = argmax of the
-   detached prediction (the "bootstrap" target).
-2. Meta weights from a one-step look-ahead θ'(ε) = θ − η∇θ Σ_i(εʳ_i ℓʳ_i + εᵖ_i ℓᵖ_i) and the
-   clean-set loss L_meta(θ'): w̃ = −∂L_meta/∂ε at ε = 0 = η⟨∇θ ℓ_i, ∇θ L_meta⟩;
-   α_i, β_i = max(w̃ʳ_i, 0)/Z, max(w̃ᵖ_i, 0)/Z, Z = Σ over both maps and the batch (Σα + Σβ = 1).
-3. Loss L = Σ_i α_i ℓʳ_i + Σ_i β_i ℓᵖ_i (+ λ_D·Dice(p, t) with t = (αỹ + βŷ)/(α + β), off by
-   default).
-
-This is MetaDCSeg's first stage without the Dynamic Center Distance: no feature centers, no
-γ refocusing, no stages. Steps 1-2 are the shared `meta_weights.meta_pixel_weights` (exact
-look-ahead by one meta backward and one forward-mode jvp, no `higher`); the loss
-(`weighted_bootstrap_loss`), the optional Dice term's `soft_target` and `pseudo_label:
-flip_average` are the pieces of meta_weights.py that MetaDCSeg uses too.
-
-Defaults: lookahead_lr 1e-3 (η only scales the raw weights; it cancels in α, β), pseudo-label
-from the plain prediction [paper], meta loss = mean pixel CE on the meta batch [paper],
-batch-norm batch statistics in the look-ahead [lineage: L2B's `higher` code runs the model in
-training mode], dice_weight 0 [paper: L2B's loss is the reweighted CE].
-
-Decisions (each a [choice]; see meta_weights.py for the look-ahead's own):
-
-* When every raw weight is ≤ 0 (Z = 0), `meta_pixel_weights` falls back to uniform weights
-  1/(2M) on both maps (L2B would train on nothing that step).
-* The loss is the weighted *sum* (the weights already sum to 1), so its scale matches a mean
-  CE; the Dice term, when on, counts only pixels with α + β > 0 (the soft target is undefined
-  elsewhere), as in MetaDCSeg.
-* The loop's AMP is declined (`supports_amp = False`), as for MetaDCSeg: the meta passes run
-  in float32 regardless, and declining keeps the two meta-weighting methods' cost and numerics
-  comparable.
-* A batch without ``meta_image``/``meta_label`` raises a ConfigError naming the fix (the loop
-  supplies them for `needs_trusted` methods when the dataset has trusted cases).
-
-Logs per step: ``meta/alpha_mean``, ``meta/beta_mean`` (α, β in units of 1/M, summing to 1),
-``meta/uniform_fallback``, ``meta_loss``, ``loss/weighted_ce``, ``loss/dice``, and with
-``clean_label``: ``meta/wrong_label_rate``, ``meta/wrong_label_weight_share`` (Σ_wrong α / Σα,
-the share of the given-label weight on pixels whose given label is wrong),
-``meta/wrong_pseudo_weight_share`` (Σ β on wrong pseudo-labels / Σβ) and
-``meta/wrong_target_weight`` (Σ_{ỹ≠y} α + Σ_{ŷ≠y} β: the share of all weight on a wrong target).
-The step's own logs are copied to the host once (`meta_pixel_weights` itself syncs twice:
-its fallback test and the meta loss value; three syncs per step, counted on an H200, where a
-2D step of 8×160² took 13.4 ms in float32 vs 5.3 ms for `supervised` with AMP, and a 3D step
-of 2×64³ 14.9 vs 5.2 ms).
+Batch: image (N, C, *S), label (N, *S), meta_image (M, C, *S), meta_label (M, *S)
+[, clean_label, valid, meta_valid]; a batch without the meta pair is a ConfigError.
+Parameters: `L2BParams`. AMP is declined.
+Logs: ``meta/alpha_mean``, ``meta/beta_mean``, ``meta/uniform_fallback``, ``meta_loss``,
+``loss/weighted_ce``, ``loss/dice``; with ``clean_label`` ``meta/wrong_label_rate``,
+``meta/wrong_label_weight_share``, ``meta/wrong_pseudo_weight_share``,
+``meta/wrong_target_weight``. Design choices and cost: docs/methods/l2b.md.
 """
 
 from __future__ import annotations

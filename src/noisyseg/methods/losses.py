@@ -5,8 +5,12 @@ Batches whose patches hold unannotated pixels carry ``batch["valid"]`` (N, *S) b
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+RCE_LOG_FLOOR = 1e-4  # clamp of the one-hot target inside reverse CE's log
 
 
 def one_hot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -60,3 +64,9 @@ def ce_dice_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor
     k = logits.shape[1]
     ce = weighted_mean(pixel_ce(logits, label), weight)
     return ce + soft_dice_loss(torch.softmax(logits.float(), 1), one_hot(label, k), weight)
+
+
+def reverse_ce_from_p(p_target: torch.Tensor) -> torch.Tensor:
+    """Reverse cross-entropy −Σ_k p_k·log(clamp(onehot(ỹ)_k, 1e-4, 1)) in closed form,
+    −log(1e-4)·(1 − p_ỹ), from the probability of the given class p_target (N, *S)."""
+    return -math.log(RCE_LOG_FLOOR) * (1.0 - p_target)

@@ -1,56 +1,24 @@
 """Per-pixel meta weights from a one-step look-ahead on a clean batch (L2B / MetaDCSeg).
 
-Each training pixel i has two candidate losses, ℓʳ_i against the given label ỹ and ℓᵖ_i
-against the pseudo-label ŷ (argmax of the network's own detached prediction). With
-per-pixel perturbations ε (ε = 0 at the current weights θ), the look-ahead
+For the per-pixel losses ℓʳ (given label) and ℓᵖ (pseudo label) of a training batch and a
+meta loss L_meta on a clean batch, the raw weight of each term is
+w̃_i = η·⟨∇θ ℓ_i(θ), ∇θ L_meta(θ)⟩ (the derivative of the look-ahead's meta loss at ε = 0),
+computed exactly by one meta forward/backward for g = ∇θ L_meta and one forward-mode pass
+(the jvp of θ ↦ (ℓʳ, ℓᵖ) along g): no second-order autograd, no `higher`.
+α_i = max(w̃ʳ_i, 0)/Z, β_i = max(w̃ᵖ_i, 0)/Z, Z over both maps and the batch (Σα + Σβ = 1);
+uniform 1/(2M) when Z = 0. Batch-norm running statistics are never updated here
+(`frozen_norm_stats`); the passes run in float32.
 
-    θ'(ε) = θ − η ∇θ Σ_i (εʳ_i ℓʳ_i(θ) + εᵖ_i ℓᵖ_i(θ))
-
-and a meta loss L_meta on a clean batch, the raw weight of a loss term is
-
-    w̃_i = −∂L_meta(θ'(ε)) / ∂ε_i |_{ε=0} = η · ⟨∇θ ℓ_i(θ), ∇θ L_meta(θ)⟩.
-
-The usual route (L2B, `higher`) builds θ' and differentiates twice. Here the right-hand
-side is computed exactly and directly:
-
-1. g = ∇θ L_meta(θ): one ordinary forward/backward on the meta batch;
-2. every ⟨∇θ ℓ_i, g⟩ at once: one forward-mode pass, the jvp of the function
-   θ ↦ (ℓʳ(θ), ℓᵖ(θ)) (the network through `torch.func.functional_call` with dual
-   parameters of `torch.autograd.forward_ad`) along the tangent g. The jvp output at pixel
-   i is exactly ⟨∇θ ℓ_i, g⟩. (`torch.func.jvp` computes the same thing; its per-op
-   wrapping cost a quarter of a training step more on CPU.)
-
-No second-order autograd and no `higher`; the cost is one meta forward/backward plus one
-forward-mode pass (about a forward and a backward) on the training batch.
-
-Normalisation: α_i = max(w̃ʳ_i, 0)/Z, β_i = max(w̃ᵖ_i, 0)/Z with Z the sum of both clipped
-maps over the whole batch, so Σα + Σβ = 1. The look-ahead rate η > 0 cancels here; it
-only sets the scale of the raw weights. When every raw weight is ≤ 0 (Z = 0: no pixel's
-loss would help the meta loss) the weights fall back to uniform over both maps,
-α = β = 1/(2M) for M pixels, so the step still trains on something instead of nothing
-(L2B would skip the step; [choice]).
-
-Batch norm. Both the meta pass and the jvp pass run the network in its current mode: in
-training mode the batch statistics of the batch at hand are part of the function (the
-meta loss is the one the network would see on the meta batch in a training step, as in
-L2B's `higher` implementation), and the reference look-ahead in the tests uses the same
-function. Running statistics are never touched: `frozen_norm_stats` switches
-`track_running_stats` off for the duration, which in training mode keeps batch
-statistics but stops every running-stat and `num_batches_tracked` update (and in eval
-mode still reads the running statistics). The caller's ordinary training forward updates
-them once per step, as in any other method.
-
-Mixed precision: the passes here run in float32 (autocast is switched off inside): the
-tangent g is not loss-scaled, and forward-mode tangents in float16 under- or overflow
-far more easily than scaled gradients; the raw weights are small inner products.
+Main entry: `weights_for_step(net, image (N, C, *S), label (N, *S), meta_image, meta_label,
+*, lr, ...) -> MetaWeights` (alpha, beta, pseudo_label (N, *S), ...).
+Design notes (batch norm, mixed precision): docs/methods/metadcseg.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +27,7 @@ from torch.autograd import forward_ad as fwAD
 from torch.func import functional_call
 
 from .losses import one_hot, pixel_ce, weighted_mean
+from .shared import flip_averaged_probs, frozen_norm_stats
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(logits (N, K, *S), target (N, *S) long) → per-pixel loss (N, *S)."""
@@ -87,21 +56,6 @@ class MetaWeights:
     pseudo_label: torch.Tensor
     meta_loss: torch.Tensor
     uniform: torch.Tensor
-
-
-@contextlib.contextmanager
-def frozen_norm_stats(net: nn.Module) -> Iterator[None]:
-    """Within the block, no batch-norm layer of `net` updates its running statistics or
-    `num_batches_tracked`; training-mode layers still normalise with batch statistics,
-    eval-mode layers with the running ones. Restores the layers' settings on exit."""
-    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
-    for m in layers:
-        m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m in layers:
-            m.track_running_stats = True
 
 
 def _trainable(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -278,21 +232,6 @@ def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Te
     w = alpha + beta
     num = alpha.unsqueeze(1) * one_hot(label, num_classes) + beta.unsqueeze(1) * one_hot(pseudo_label, num_classes)
     return num / w.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1), (w > 0).float()
-
-
-def flip_averaged_probs(net: torch.nn.Module, image: torch.Tensor, probs: torch.Tensor | None = None
-                        ) -> torch.Tensor:
-    """Softmax (N, K, *S) float32 averaged over the identity and a flip along each spatial axis.
-
-    `probs`, the softmax of `net(image)` when the caller already has it, saves that forward.
-    No gradient; batch-norm running statistics untouched.
-    """
-    dims = list(range(2, image.ndim))
-    with torch.no_grad(), frozen_norm_stats(net):
-        total = torch.softmax(net(image).float(), 1) if probs is None else probs.detach().float().clone()
-        for d in dims:
-            total += torch.softmax(net(image.flip(d)).float(), 1).flip(d)
-    return total / (1 + len(dims))
 
 
 def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:

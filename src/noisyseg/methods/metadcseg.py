@@ -1,65 +1,21 @@
 """`metadcseg`: pixel-wise meta weights with Dynamic Center Distance (Mu et al., arXiv 2511.18894).
 
-One network (the configured backbone; the paper's 2D one is U-Net++, `net.arch: unetpp`)
-and a small trusted set (`needs_trusted`). Each step:
+One network and a trusted meta batch (`needs_trusted`; docs/reference.md §2). Each step:
+meta weights α (given label) and β (pseudo label ŷ) per pixel from an exact one-step
+look-ahead (meta_weights.py), α, β = max(η⟨∇θ ℓ_i, ∇θ L_meta⟩, 0)/Z; from `dcd_start` on,
+a per-pixel focus γ from the feature distances to EMA centers of the background, foreground
+and boundary regions of ŷ (γ = 1 before). Loss Σ_i γ_i(α_i ℓʳ_i + β_i ℓᵖ_i) + λ_D·Dice(p, t),
+t = (αỹ + βŷ)/(α + β).
 
-1. Meta weights (methods/meta_weights.py): for every training pixel, the weight α_i of its
-   given-label loss ℓʳ_i = CE(p_i, ỹ_i) and β_i of its pseudo-label loss ℓᵖ_i = CE(p_i, ŷ_i)
-   (ŷ = argmax of the detached prediction, optionally averaged over flips), from an exact
-   one-step look-ahead on a clean meta batch: w̃ = η⟨∇θ ℓ_i, ∇θ L_meta⟩, α, β = max(w̃, 0)/Z
-   (Σα + Σβ = 1 over the batch).
-2. Dynamic Center Distance (from `dcd_start` of training on; before that γ = 1): regions of
-   the pseudo-label — boundary B = (dilate − erode of the foreground) ∪ {u > 0.5} with
-   u = 1 − |2p_fg − 1|, foreground F = fg \\ B, background G = bg \\ B; feature centers
-   ĉ_k = Σ_{R_k}(α+β)f / Σ_{R_k}(α+β) of the L2-normalised, detached last decoder features,
-   EMA c_k ← m·c_k + (1 − m)·ĉ_k; d_k = 1 − cos(f, c_k); γ_i = DCD_i + q_bd,i normalised to
-   mean 1, with DCD_i = d of pixel i's own region and q = softmax_k(−d_k / T).
-3. Loss Σ_i γ_i(α_i ℓʳ_i + β_i ℓᵖ_i) + λ_D·Dice(p, t), soft target t = (αỹ + βŷ)/(α + β).
-
-Choices beyond METHODS.md §2 (all [choice]; see also meta_weights.py):
-
-- Multi-class: the regions use foreground = any class > 0 and p_fg = 1 − p_background;
-  centers stay three (background, foreground, boundary).
-- The boundary band is dilation minus erosion with a square (cubic in 3D) structuring
-  element of side `boundary_width` (odd, 3 by default): the pixels within
-  (w − 1)/2 px of the pseudo-label's edge on either side. Erosion does not treat the image
-  border as background (a structure touching the border gets no band there).
-- Centers are updated in stage 1 too (weighted by α + β), so they are warm when DCD starts;
-  a center that has never seen a pixel is the zero vector, so its distance is 1 everywhere.
-  The EMA uses the current batch first, then the distances. Under torchrun the per-batch
-  center sums are all-reduced so every process keeps the same centers.
-- The Dice term only counts pixels with α + β > 0 (the soft target is undefined elsewhere,
-  and those pixels are the ones the meta gradient judged unhelpful); it is not scaled by γ.
-- The meta loss is mean pixel CE on the meta batch (L2B's); `meta_loss: ce_dice` adds soft
-  Dice. Batch norm runs in training mode with batch statistics in the meta and jvp passes
-  (the function the look-ahead differentiates); running statistics are only updated by
-  the ordinary training forward.
-- `weight_norm_stats: batch` by default. Measured on the noisy-phantom task of the tests
-  (4 seeds, 120 steps): with batch statistics a few high-loss pixels couple to the meta
-  gradient through the batch moments, so in some steps α concentrates on wrong labels
-  (median share of α on wrong pixels 0.01–0.06 at a wrong-label rate of 0.11–0.13, but
-  spiky means); with running statistics the median share is ~0 yet test Dice was the
-  same (0.81–0.96 both), so the faithful look-ahead stays the default.
-- η (`lookahead_lr`) cancels in the normalisation of α, β; it only scales the raw weights.
-- The loop's AMP is declined (`supports_amp = False`): forward-mode AD through autocast
-  would carry float16 tangents of an unscaled meta gradient (under/overflow, and jvp
-  formulas of some autocast-ed ops are less exercised); the meta passes run in float32.
-- Cost (benchmarks/bench_metadcseg.py, 2D U-Net, batch 4 of 128², 2 CPU threads): about
-  3x a `supervised` step (2.95-3.35x; double backward: 5.0-5.7x). The floor of the exact
-  route, measured beside it, is 2.9-3.1x: one meta forward/backward (~0.9 step), one
-  forward-mode pass (primal + tangent, ~1 step: the tangent of each convolution is two
-  convolutions) and the training forward/backward (1 step). Reusing the forward-mode pass's
-  primal output as the training forward was measured slower (autograd then records the
-  tangent ops too), so it is not done.
-- `lookahead_scope: head` ([choice], off by default) moves only the 1x1 head in the
-  look-ahead: the weight of pixel i becomes the last-layer kernel (η/M_meta)Σ_j(δ_i·δ_j)(f_i·f_j + 1)
-  over the M_meta meta pixels j, computed from the training forward's own features and a
-  graph-free body forward of the meta batch, about 1.6-1.7x a `supervised` step. On the
-  tests' noisy-phantom task it beats `supervised` like the full look-ahead does; on LA with
-  MT-Noise (configs/la_morph_cpu.yaml) it gave Dice 62.4 vs 62.5 in 82 s vs 150 s.
-- Logged α and β are in units of 1/M (M pixels in the batch), so `meta/alpha_mean` +
-  `meta/beta_mean` = 1: the share of the weight put on the given labels vs the
-  pseudo-labels.
+Batch: image (N, C, *S), label (N, *S), meta_image (M, C, *S), meta_label (M, *S)
+[, clean_label, valid, meta_valid]. Parameters: `MetaDCSegParams` (`lookahead_scope: head`
+moves only the 1x1 head in the look-ahead, about half the cost). AMP is declined.
+Capability: `label_weights()` (α, β, ŷ), the audit's signal.
+Logs: ``meta/alpha_mean``, ``meta/beta_mean`` (sum to 1), ``meta/kept_fraction``,
+``meta/boundary_fraction``, ``meta/gamma_boundary_mean`` (with DCD), ``meta/stage``,
+``meta/uniform_fallback``, ``meta_loss``, ``loss/weighted_ce``, ``loss/dice``; with
+``clean_label`` ``meta/wrong_label_rate``, ``meta/wrong_label_weight_share``.
+Design choices, cost and measurements: docs/methods/metadcseg.md.
 """
 
 from __future__ import annotations
@@ -75,17 +31,17 @@ from pydantic import Field, field_validator
 
 from ..config import StrictModel
 from ..data.case import Case
-from .base import Method, StepInfo, StepOutput, host_logs, unit_channels
+from .base import LabelWeights, Method, StepInfo, StepOutput, host_logs, unit_channels
 from .losses import ce_dice_loss, one_hot, soft_dice_loss
 from .meta_weights import (
     ce_meta_loss,
-    frozen_norm_stats,
     soft_target,
     weighted_bootstrap_loss,
     weights_for_step,
     wrong_label_logs,
 )
 from .registry import register
+from .shared import frozen_norm_stats
 
 BACKGROUND, FOREGROUND, BOUNDARY = 0, 1, 2
 NUM_REGIONS = 3
@@ -253,6 +209,13 @@ class MetaDCSeg(Method):
     def _meta_loss_fn(self):
         return ce_meta_loss if self.params.meta_loss == "ce" else ce_dice_loss
 
+    def label_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
+                      meta_label: torch.Tensor, *, valid: torch.Tensor | None = None,
+                      meta_valid: torch.Tensor | None = None) -> LabelWeights:
+        """The meta weights α (given label) and β (pseudo label) of a batch (the audit's signal)."""
+        mw = self.compute_weights(image, label, meta_image, meta_label, valid=valid, meta_valid=meta_valid)
+        return LabelWeights(mw.alpha, mw.beta, mw.pseudo_label)
+
     def compute_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
                         meta_label: torch.Tensor, features: torch.Tensor | None = None,
                         valid: torch.Tensor | None = None, meta_valid: torch.Tensor | None = None):
@@ -315,8 +278,8 @@ class MetaDCSeg(Method):
                 "meta/beta_mean": beta.sum(),
                 "meta/kept_fraction": mask.mean(),
                 "meta/boundary_fraction": boundary.mean(),
-                "loss_weighted_ce": weighted_ce.detach(),
-                "loss_dice": dice.detach(),
+                "loss/weighted_ce": weighted_ce.detach(),
+                "loss/dice": dice.detach(),
             }
             if stage == 2:  # NaN without boundary pixels (0/0)
                 terms["meta/gamma_boundary_mean"] = (gamma * boundary).sum() / boundary.sum()

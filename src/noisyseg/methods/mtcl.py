@@ -1,100 +1,20 @@
-"""`mtcl`: Mean-Teacher-assisted Confident Learning (Xu et al., MICCAI 2021).
+"""`mtcl`: Mean-Teacher-assisted Confident Learning (Xu et al., MICCAI 2021; IEEE TMI 2022).
 
-Xu, Lu, Wang, Luo, Jayender, Ma, Zheng, Li, "Noisy Labels are Treasure: Mean-Teacher-Assisted
-Confident Learning for Hepatic Vessel Segmentation", MICCAI 2021 (journal version: "Anti-
-interference from Noisy Labels: Mean-Teacher-assisted Confident Learning for Medical Image
-Segmentation", IEEE TMI 2022). A student network S and a teacher T whose weights are the
-exponential moving average of the student's. Each step, on a batch with given labels ỹ:
+A student S and a teacher T = EMA of the student's weights. Each step, with the teacher's
+probabilities q = softmax(T(x)): confident learning (Northcutt et al., JAIR 2021) per batch
+flags likely label errors (per-class thresholds t_j = mean q_j over the pixels labelled j,
+the calibrated confident joint, pruning rule `cl_filter`, default ``both``); the student loss is
+L = L_sup + λ_corr·L_corr + w(t)·L_cons: CE + soft Dice on the unflagged pixels,
+CE of the flagged pixels against the corrected label s·onehot(argmax q) + (1 − s)·onehot(ỹ)
+(normalised by all pixels), and the consistency (p − softmax(T(x + ε)))² with a sigmoid
+ramp-up. Teacher update after each step: θ_T ← α·θ_T + (1 − α)·θ_S. Confident learning runs
+in torch on the batch's device and flags the same pixels as cleanlab's `find_label_issues`.
 
-* **Teacher probabilities** q = softmax(T(x)) (no gradient) on the batch.
-* **Confident learning** (Northcutt et al., JAIR 2021), per pixel, over the pixels of the batch:
-  per-class thresholds t_j = mean of q_j over the pixels labelled j; pixel i is confidently of
-  class j when q_ij ≥ t_j (the largest q among several such classes wins); the confident joint
-  C[ỹ, j] counts pixels by given label and confident class, calibrated so that each row sums to
-  the number of pixels with that label. Label errors (mode ``both``, the MTCL code's choice):
-  for each given class k, *prune by class* flags the n_k = count_k − C[k, k] pixels of class k
-  with the lowest self-confidence q_ik, and *prune by noise rate* flags, for each j ≠ k, the
-  C[k, j] pixels of class k with the largest margin q_ij − q_ik; ``both`` keeps pixels flagged
-  by both. A pixel whose teacher argmax equals its given label is never flagged.
-* **Student loss** L = L_sup + λ_corr·L_corr + w(t)·L_cons with
-  - L_sup: CE (mean over unflagged pixels) + soft Dice, both restricted to unflagged pixels, on ỹ;
-  - L_corr = Σ_flagged CE(p_i, t_i) / M (M = all pixels of the batch) against the corrected
-    soft label t_i = s·onehot(argmax q_i) + (1 − s)·onehot(ỹ_i), s = `correction_strength`;
-  - L_cons = mean over pixels and classes of (p − q̃)², q̃ = softmax(T(x + ε)),
-    ε = clamp(N(0, 0.1²), −0.2, 0.2); w(t) = λ_cons·exp(−5(1 − min(t/t_r, 1))²) (sigmoid ramp-up).
-* **Teacher update** after the optimiser step: θ_T ← α·θ_T + (1 − α)·θ_S with
-  α = min(1 − 1/(step + 1), ema_decay) (the first update copies the student).
-
-Defaults: ema_decay 0.99, λ_cons 0.1, ramp-up over the whole training (t_r = 1), input noise
-σ 0.1 clipped at ±0.2, CL mode ``both`` [lineage: the authors' code, github.com/lemoshu/MTCL,
-train_MTCL_2D.py]; λ_corr 1, s 1 (hard correction), cl_start 0.1 [choice].
-
-Decisions (each a [choice]):
-
-* Confident learning is implemented here in torch, per batch, on the batch's device, rather
-  than by calling cleanlab (which the MTCL code does): cleanlab is AGPL-3.0 licensed while this
-  package is Apache-2.0, and it is numpy-on-CPU, so calling it every step would copy every
-  probability map to the host and stall the GPU. cleanlab is only a test/bench extra; the
-  tests (tests/methods/test_mtcl.py) check that `find_label_issues` here flags exactly the same
-  pixels as ``cleanlab.filter.find_label_issues(labels, pred_probs, filter_by=mode)`` (cleanlab
-  2.9) for all four modes on random data: thresholds (floored at 2e-6, 2 for a class absent from
-  the batch), the ≥ t − 1e-6 comparison, the diagonal floor of 1, the calibration and its
-  row-total-preserving rounding, `_keep_at_least_n_per_class` (min_examples_per_class = 1, with
-  its truncation to integers), the per-class pruning and the final un-flagging of pixels whose
-  prediction matches the label (argmax of q + 1e-6·onehot(ỹ)) follow cleanlab 2.9's code. Ties
-  are broken by index (stable sorts), where cleanlab follows numpy's argsort, which is not
-  stable (numpy 2.4 dispatches it to a SIMD sort): equal margins or self-confidences do not
-  occur with continuous probabilities, but equal entries in a row of the calibrated joint do
-  occur for tiny batches, and when that row needs a rounding adjustment the two may raise a
-  different entry. Measured: 0 differing pixels in 30 random batches of 200-3000 pixels, K 2-5,
-  float32 and float64, all four modes; 9 of 1152 comparisons on adversarial batches of 5-400
-  pixels (absent and singleton classes, up to 90 % noise) differed, by one pixel each, all
-  from such ties.
-* The MTCL setting has a small high-quality labelled set and a large low-quality one; the loop
-  here has one training stream of given labels, so CL runs on every batch and the
-  high-quality-only supervised term of MTCL is replaced by L_sup on the unflagged pixels (the
-  brief's design). The MTCL code also trains the low-quality images on *all* their pixels with
-  the corrected map under the ramped weight 5·w(t); here unflagged pixels keep their full
-  weight from the start and the flagged ones get λ_corr·CE, normalised by all M pixels so a
-  flagged pixel weighs as much as an unflagged one (dividing by the often small flagged count
-  would give each suspected error more weight than a trusted pixel).
-* Corrected label: the teacher's argmax (s = 1). MTCL's binary "fixed smooth" correction,
-  ỹ + flag·(−1)^ỹ·0.8, is the soft label s = 0.8 here; its default "uncertainty smooth"
-  (s = 1 − normalised entropy of 4 noisy teacher passes) is not implemented.
-* CL starts after `cl_start` of training (MTCL: after 200 of 30000 iterations, with the
-  high-quality set training the student meanwhile): before that the teacher is an average of
-  barely trained students, so its thresholds and joint are noise. During this warm-up the
-  student trains on CE + Dice over all pixels plus the consistency term.
-* The teacher sees the clean batch for CL and a noised copy for the consistency target (two
-  teacher forwards, no gradient), as in the MTCL code; the student sees the clean batch once.
-* Batch norm in the teacher: its forwards run in the method's mode (training: batch
-  statistics, like the MTCL code's teacher, which is never put in eval mode) but never update
-  its running statistics (`frozen_norm_stats`); instead the EMA in `after_step` also averages
-  the student's floating-point buffers (running means/variances; integer buffers such as
-  `num_batches_tracked` are copied), so the teacher's statistics are the average of the
-  student's, independent of how many teacher passes a step makes.
-* Teacher parameters have ``requires_grad=False`` (the loop's optimiser and gradient averaging
-  skip them); they and the teacher's buffers are part of `state_dict`, so checkpoints resume
-  the teacher exactly.
-* Inference uses the student (`inference: student`, as MTCL validates and saves the student);
-  `inference: teacher` uses the weight-averaged teacher, often a little smoother.
-* AMP: the networks run under autocast; logits are cast to float32 before softmax, CL and
-  losses. The per-class threshold sums, the CL counts' calibration and rounding run in
-  float64 (K values and K×K matrices).
-* Distributed: CL is per process, on that process's batch (as cleanlab on one batch would be);
-  the teacher is updated from the (synchronised) student parameters, so it stays in sync.
-* Cost, measured on one H200 (torch 2.11, runs/ check script, not kept): `find_label_issues`
-  'both' on 2×2×128³ voxels 18.7 ms, on 4×4×256² pixels 3.2 ms ('confident_learning' 7.9 and
-  0.6 ms), with no host sync (CUDA sync debug mode) and flags identical to cleanlab's on
-  200k pixels (K = 3) and 50k (K = 5), all modes. A whole step with AMP (U-Net 16-32-64-128):
-  2D 8×160² 12.7 ms vs 5.3 ms for `supervised`, 3D 2×64³ 16.1 vs 5.2 ms (two teacher
-  forwards and CL); one host sync per step (the logs).
-
-Logs per step (one device-to-host copy): ``mtcl/threshold/c{k}`` (t_k, NaN during warm-up),
-``mtcl/flagged_frac``, ``mtcl/cons_weight``, ``loss/sup``, ``loss/corr``, ``loss/cons``, and with
-``clean_label``: ``mtcl/wrong_label_rate``, ``mtcl/flag_precision`` (share of flagged pixels
-whose given label is wrong), ``mtcl/flag_recall`` (share of wrong-label pixels flagged),
-``mtcl/correction_acc`` (share of flagged pixels whose teacher label is the clean one).
+Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `MTCLParams`.
+Logs: ``mtcl/threshold/c{k}``, ``mtcl/flagged_frac``, ``mtcl/cons_weight``, ``loss/sup``,
+``loss/corr``, ``loss/cons``; with ``clean_label`` ``mtcl/wrong_label_rate``,
+``mtcl/flag_precision``, ``mtcl/flag_recall``, ``mtcl/correction_acc``.
+Design choices, the cleanlab comparison and cost: docs/methods/mtcl.md.
 """
 
 from __future__ import annotations
@@ -110,7 +30,7 @@ from pydantic import Field
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, class_counts, host_values
 from .losses import one_hot, soft_dice_loss, weighted_mean, with_valid
-from .meta_weights import frozen_norm_stats
+from .shared import frozen_norm_stats
 from .registry import register
 
 CLFilter = Literal["both", "prune_by_noise_rate", "prune_by_class", "confident_learning"]

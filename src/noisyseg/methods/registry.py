@@ -1,8 +1,14 @@
-"""Method name registry: `noisyseg train --method NAME` looks names up here."""
+"""Method registry: `noisyseg train --method NAME` looks names up here.
+
+A method is one file in ``methods/`` whose class is decorated with :func:`register`; every
+public module of the package is imported on the first lookup, so there is no list to keep.
+A module that fails to import, or two classes registering one name, is an error.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -11,27 +17,48 @@ from ..config import MethodConfig, validation_message
 from ..errors import ConfigError, unknown_name
 
 _REGISTRY: dict[str, type] = {}
-_MODULES = ("supervised", "clcs", "metadcseg", "gce", "sce", "coteaching", "trinet", "mtcl", "adele", "l2b")
+_SCANNED = False
 
 M = TypeVar("M")
 
 
 def register(cls: M) -> M:
-    """Class decorator adding a Method subclass under its `name`."""
-    _REGISTRY[cls.name] = cls
+    """Class decorator adding a Method subclass under its `name`; TypeError for an empty
+    name or a name another class already holds."""
+    name = getattr(cls, "name", "")
+    if not name:
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__}: a registered method needs a `name`")
+    old = _REGISTRY.get(name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise TypeError(f"method name '{name}' registered twice: by {old.__module__}.{old.__qualname__} "
+                        f"and {cls.__module__}.{cls.__qualname__}")
+    _REGISTRY[name] = cls
     return cls
 
 
+def method_modules() -> list[str]:
+    """The public modules of ``noisyseg.methods`` (every file not starting with '_'), sorted."""
+    from . import __path__ as package_path
+
+    return sorted(m.name for m in pkgutil.iter_modules(package_path) if not m.name.startswith("_"))
+
+
 def _load_all() -> None:
-    for mod in _MODULES:
+    """Import every module of the package once; an import failure propagates, naming the module."""
+    global _SCANNED
+    if _SCANNED:
+        return
+    for mod in method_modules():
         try:
             importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{mod}":
-                raise
+        except Exception as exc:
+            raise ImportError(f"method module noisyseg/methods/{mod}.py failed to import "
+                              f"({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+    _SCANNED = True
 
 
 def available_methods() -> list[str]:
+    """Names of every registered method, sorted."""
     _load_all()
     return sorted(_REGISTRY)
 

@@ -1,59 +1,15 @@
-"""`trinet`: Tri-network (Zhang, Yu, Hu, Lv & Gu, "Robust Medical Image Segmentation from
-Non-expert Annotations with Tri-network", MICCAI 2020).
+"""`trinet`: Tri-network (Zhang, Yu, Hu, Lv & Gu, MICCAI 2020).
 
-Three networks of the same architecture (different initialisation) are trained on the given,
-possibly noisy, labels ỹ; each pair of networks selects the pixels the third one learns from
-("two agree to teach the third"). Each step, with ŷⁿ = argmax pⁿ and ℓⁿ_i = −log pⁿ_i(ỹ_i):
+Three networks (different initialisation); two agree to teach the third. For network i with
+peers j, k: the agreed pixels A_i = {ŷʲ = ŷᵏ}; within A_i the share 1 − R(t) with the smallest
+mean teacher loss ½(ℓʲ + ℓᵏ) is kept (S_i); L = Σ_i mean_{S_i} ℓⁱ (+ soft Dice on S_i, 3D by
+default). R(t) is Co-teaching's ramp; during the warm-up (`warmup_fraction`) the agreement test
+is off. `rank: class` (default) or `global`, as in `coteaching`. Inference averages the three
+networks' softmax.
 
-* for network i with peers j, k: the agreed pixels A_i = {ŷʲ = ŷᵏ}; within A_i the share
-  1 − R(t) with the smallest teacher loss ½(ℓʲ + ℓᵏ) is kept: the set S_i;
-* network i is trained on S_i: L = Σ_i mean_{S_i} ℓⁱ  (+ soft Dice restricted to S_i);
-* R(t) is Co-teaching's linear ramp, R(t) = forget_rate · min(t / (gradual_fraction · T), 1)
-  (`CoTeaching.forget_rate`, from methods/coteaching.py, as is `small_loss_mask`);
-* inference averages the three networks' softmax.
-
-Agreement removes pixels whose prediction is uncertain (the teachers disagree); the
-small-loss rule then removes agreed pixels whose given label contradicts the agreed
-prediction (their loss is large for both teachers).
-
-Defaults and decisions (each a [choice]):
-
-* The small-loss ranking uses the mean of the two teachers' CE (a single symmetric score),
-  so exactly round((1 − R)·|A_i|) pixels are kept per group, and the forget rate means the
-  same as in `coteaching` (a share of the agreed pixels). The alternative of intersecting
-  each teacher's own small-loss set (as PyMIC's `NLLTriNet`, which has no agreement test)
-  forgets between R and 2R depending on how alike the teachers are.
-* Warm-up (`warmup_fraction` of max_steps, rounded; default 0.1, the length of the forget-rate
-  ramp): the agreement test is off, A_i = every pixel, so each network learns from its
-  teachers' small-loss pixels only. Without it, freshly initialised networks often disagree
-  almost everywhere (each predicts its own near-constant class): a network whose teachers
-  agree nowhere gets no gradient, and the others only learn the classes the stuck ones
-  predict (seen with the tests' tiny 3D networks at initialisation: two of the three had
-  teachers agreeing on no pixel). Co-teaching+ (Yu et al., ICML 2019) likewise starts its
-  disagreement rule after an initial phase. The paper's warm-up length is not known to us.
-  On the 2D eroded-ellipse task the warm-up changed nothing (0.981/0.976/0.971 with,
-  0.981/0.977/0.970 without, rank class): these networks agreed on most pixels from the start.
-* The forget rate applies to the agreed pixels, not to all pixels: the disagreeing pixels
-  are dropped in addition to the R share (early in training, when the networks differ, few
-  pixels are agreed). forget_rate = 0.2 and gradual_fraction = 0.1 as in `coteaching`.
-* `rank: class` by default, as in `coteaching` (where the choice is measured: the global
-  ranking collapsed both methods on real 3D LA data). `rank: global` ranks all agreed pixels
-  together; `rank: class` ranks within each given class ỹ, keeping
-  round((1 − R)·|A_i ∩ {ỹ = c}|) per class c. Eroded-ellipse task, seeds 0/1/2: class
-  0.981/0.976/0.971 vs global 0.979/0.972/0.968; small-structure task: class
-  0.814/0.817/0.800 vs global 0.909/0.926/0.915 (supervised 0.870/0.929/0.904).
-* Agreement is on the argmax of the detached predictions; ties in loss are broken by pixel
-  position (deterministic); the selection carries no gradient.
-* The three losses are summed (PyMIC averages them): each network gets the gradient a single
-  network trained on its selection would get. An empty selection gives that network a zero
-  loss for the step.
-* Dice: on by default in 3D only (as CLCS's clean loss), restricted to S_i.
-* AMP: the networks run under autocast; logits are cast to float32 before any loss.
-
-Logs per step: ``forget_rate``, ``agree/net{i}`` (share of the batch's pixels where net i's
-two teachers agree), ``kept/net{i}`` (share of the batch's pixels in S_i), ``loss/net{i}``,
-and, with ``clean_label``, ``selection/precision``, ``selection/recall`` (pooled over the three
-selections) and ``selection/base_rate``, as in `coteaching`. One host copy per step.
+Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `TriNetParams`.
+Logs: ``forget_rate``, ``agree/net{i}``, ``kept/net{i}``, ``loss/net{i}``; with
+``clean_label`` ``selection/*``. Design choices and measurements: docs/methods/trinet.md.
 """
 
 from __future__ import annotations

@@ -26,18 +26,8 @@ Empty-mask policy
     larger than any distance inside the image, so a missed or hallucinated structure is
     penalised as the worst possible case, never scored as perfect (0).
 
-Why not the library versions
-    medpy runs three whole-image distance transforms for HD95 + ASD and MONAI recomputes the
-    surfaces and distances once per metric. Here the two directed distance sets are computed
-    once per class on the bounding box of the union of both masks plus a one-voxel margin,
-    and shared by HD95 and ASD. The crop is exact: every surface voxel lies inside it, erosion
-    sees background in the margin exactly as outside the image, and the nearest surface
-    voxel to any point inside the box is a surface voxel inside the box. The distances come
-    from two Euclidean distance transforms of the crop
-    (``scipy.ndimage.distance_transform_edt`` with ``sampling=spacing``) or, when the
-    surfaces are small relative to the crop (smooth organ masks, a far-away false-positive
-    island that inflates the box), from exact KD-tree nearest-neighbour queries between the
-    surface-voxel coordinates in mm (``scipy.spatial.cKDTree``); both give the same values.
+Computed once per class on the bounding box of both masks (exact); why not the library
+versions: docs/metrics.md.
 """
 
 from __future__ import annotations

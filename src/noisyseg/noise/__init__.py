@@ -1,4 +1,4 @@
-"""Seeded label-noise generators for benchmarks (METHODS.md section 3) and noise reports.
+"""Seeded label-noise generators for benchmarks (docs/reference.md §3) and noise reports.
 
 Every generator is ``fn(label, *, spacing=None, rng, **params) -> (noisy, info)``:
 same shape and dtype out, only values present in the input, a JSON-serialisable info
@@ -12,9 +12,13 @@ from .markov import markov
 from .morph import choose_clean_cases, morph
 from .registry import (
     LEVEL_PARAMS,
+    MODEL_PROTOCOLS,
     PROTOCOLS,
+    REGISTRY,
+    Protocol,
     apply_protocol,
     get_protocol,
+    protocol_record,
     validate_level,
 )
 from .report import noise_stats
@@ -22,7 +26,10 @@ from .report import noise_stats
 __all__ = [
     "KERNELS",
     "LEVEL_PARAMS",
+    "MODEL_PROTOCOLS",
     "PROTOCOLS",
+    "Protocol",
+    "REGISTRY",
     "affine",
     "apply_protocol",
     "calibrate_l2b",
@@ -38,5 +45,6 @@ __all__ = [
     "morph",
     "noise_stats",
     "polygon",
+    "protocol_record",
     "validate_level",
 ]

@@ -34,13 +34,12 @@ from ..io import (
     read_file,
     write_label,
 )
-from .l2b import calibrate_l2b, l2b_dataset
-from .model_labels import MODEL_PROTOCOLS, check_model_protocol_args, model_noisy_labels
+from .model_labels import check_model_protocol_args, model_noisy_labels
 from .morph import choose_clean_cases
-from .registry import LEVEL_PARAMS, apply_protocol, get_protocol, validate_level
+from .registry import MODEL_PROTOCOLS, REGISTRY, apply_protocol, protocol_record, validate_level
 from .report import noise_stats
 
-DEFAULT_MORPH_LEVEL = 0.5  # MT-Noise: half of the training cases corrupted
+DEFAULT_MORPH_LEVEL = REGISTRY["morph"].level.default  # MT-Noise: half of the training cases corrupted
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -58,8 +57,9 @@ def corrupted_cases(ids: list[str], trusted: set[str], protocol: str, level: flo
                     clean_fraction: float | None, rng: np.random.Generator, n_clean: int | None = None,
                     groups: dict[str, str] | None = None) -> set[str]:
     """Which training cases get noise, chosen by group (patient; each case its own group when
-    `groups` is empty): `n_clean` groups kept clean when given; else for morph a `level`
-    fraction of the groups corrupted, otherwise all but a `clean_fraction`; trusted cases never."""
+    `groups` is empty): `n_clean` groups kept clean when given; else, for a protocol whose level
+    is the corrupted-case fraction (morph), a `level` fraction of the groups corrupted, otherwise
+    all but a `clean_fraction`; trusted cases never."""
     group = (groups or {}).get
     candidates = list(dict.fromkeys(group(i, i) for i in ids if i not in trusted))
     if n_clean is not None:
@@ -67,8 +67,9 @@ def corrupted_cases(ids: list[str], trusted: set[str], protocol: str, level: flo
             raise ConfigError(f"n_clean must be in [0, {len(candidates)}] (untrusted training cases), got {n_clean}")
         keep = choose_clean_cases(candidates, n_clean=n_clean, rng=rng)
     else:
-        if protocol == "morph":
-            frac_clean = 1.0 - (DEFAULT_MORPH_LEVEL if level is None else level)
+        spec = protocol_record(protocol).level
+        if spec is not None and spec.keyword is None:
+            frac_clean = 1.0 - (spec.default if level is None else level)
         else:
             frac_clean = clean_fraction or 0.0
         keep = choose_clean_cases(candidates, clean_fraction=frac_clean, rng=rng) if candidates else set()
@@ -76,11 +77,13 @@ def corrupted_cases(ids: list[str], trusted: set[str], protocol: str, level: flo
 
 
 def check_protocol_params(protocol: str, params: dict) -> None:
-    """ConfigError (with a suggestion) for a parameter the protocol does not take; l2b's
-    parameters are those of its calibration."""
+    """ConfigError (with a suggestion) for a parameter the protocol does not take (the
+    keyword-only parameters of its record's `params_of`, else of its generator: l2b's are
+    those of its calibration)."""
     import inspect
 
-    fn = calibrate_l2b if protocol == "l2b" else get_protocol(protocol)
+    rec = protocol_record(protocol)
+    fn = rec.params_of or rec.fn
     reserved = {"label", "labels", "spacing", "rng", "level"}
     allowed = [n for n, p in inspect.signature(fn).parameters.items()
                if p.kind == p.KEYWORD_ONLY and n not in reserved]
@@ -96,9 +99,10 @@ def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: 
     Every case draws from its own generator seeded by (seed, index of its group), so one case's
     noise does not depend on the others', and the cases of one group (a patient's slices) draw
     the same parameters: one annotator style per patient (morph: the same operation and element).
-    l2b is calibrated on the corrupted cases first so the dataset's mean 1 − Dice lands on the
-    level; its draws stay per case.
+    A ``dataset`` protocol (l2b) runs on the corrupted cases together (l2b is calibrated so the
+    dataset's mean 1 − Dice lands on the level; its draws stay per case).
     """
+    rec = protocol_record(protocol)
     group = (groups or {}).get
     unit_index = {g: k for k, g in enumerate(dict.fromkeys(group(c.id, c.id) for c in cases))}
     out: list[tuple[np.ndarray, dict] | None] = [None] * len(cases)
@@ -106,13 +110,14 @@ def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: 
     for i, c in enumerate(cases):
         if c.id not in corrupt:
             out[i] = (_clean_of(c), {"protocol": "none"})
-    if protocol == "l2b":
+    if rec.kind == "dataset":
         labels = [np.maximum(_clean_of(cases[i]), 0) for i in todo]
-        calib = calibrate_l2b(labels, 0.4 if level is None else level, np.random.default_rng(seed), **params)
-        for i, res in zip(todo, l2b_dataset(labels, calib, spacing=cases[todo[0]].spacing if todo else None)):
+        results = rec.dataset_fn(labels, rec.level.default if level is None else level, np.random.default_rng(seed),
+                                 spacing=cases[todo[0]].spacing if todo else None, **params)
+        for i, res in zip(todo, results):
             out[i] = res
         return out  # type: ignore[return-value]
-    gen_level = None if protocol == "morph" else level
+    gen_level = level if rec.level is not None and rec.level.keyword is not None else None
     for i in tqdm(todo, desc=f"noise {protocol}", disable=not progress, leave=False):
         c = cases[i]
         unit = unit_index[group(c.id, c.id)] if groups else i
@@ -173,7 +178,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
     Args:
         data: a dataset folder in any supported layout, with training labels.
         out: the folder to create (must not exist or be empty).
-        protocol: a name from noisyseg.noise.PROTOCOLS.
+        protocol: a name from noisyseg.noise.registry.REGISTRY (label, dataset or model kind).
         level: the protocol's level (morph: fraction of corrupted cases, default 0.5;
             l2b: target 1 − Dice; flip: rate; classswap: fraction).
         seed: seeds every random choice.
@@ -189,10 +194,10 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
             batch_size, patch_size). See noisyseg.noise.model_labels.
     """
     from ..data import open_dataset
-    from ..engine.checkpoint import package_versions
+    from ..runinfo import package_versions
 
     params = dict(params or {})
-    model_protocol = protocol in MODEL_PROTOCOLS
+    model_protocol = protocol_record(protocol).kind == "model"
     if model_protocol:
         if level is not None:
             raise ConfigError(f"noise protocol '{protocol}' takes no level")
@@ -203,7 +208,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
                               f"(only {', '.join(MODEL_PROTOCOLS)} do)")
         check_protocol_params(protocol, params)
         level = validate_level(protocol, level)
-        if protocol not in LEVEL_PARAMS and level is not None:
+        if protocol_record(protocol).level is None and level is not None:
             raise ConfigError(f"noise protocol '{protocol}' takes no level")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -1,4 +1,4 @@
-"""Class noise: component class swaps and per-pixel flips (ADELE-style, METHODS.md s.3).
+"""Class noise: component class swaps and per-pixel flips (ADELE-style, docs/reference.md §3).
 
 Both only write classes present in the input label: a swapped component takes another
 foreground class of the same label, a flipped pixel another class of the same label.

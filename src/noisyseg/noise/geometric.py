@@ -1,6 +1,6 @@
 """Shape noise: per-structure affine moves, random polygons, bounding-box ellipses.
 
-These follow the noise types seen in the field (METHODS.md section 3: MS-TFAL's random
+These follow the noise types seen in the field (docs/reference.md §3: MS-TFAL's random
 polygons and per-instance affine; L2B's ellipse replacement).
 
 Common rules [choice]:

@@ -1,32 +1,17 @@
-"""L2B protocol: MetaDCSeg's 20/40/60 % noise levels (METHODS.md section 3).
+"""L2B protocol: MetaDCSeg's 20/40/60 % noise levels (docs/reference.md §3).
 
-Per 2D slice (3D volumes: along the last axis) and per foreground class with more
-than ``min_pixels`` pixels in that slice:
+Per 2D slice (3D volumes: along the last axis) and per foreground class with more than
+``min_pixels`` pixels in that slice: rotate the class mask by U(-20, 20) degrees about its
+centroid; dilate or erode (1/2 each) with a square kernel from ``KERNELS = (7, 14, 21, 28,
+35)`` px drawn with level-specific probabilities p_j ∝ exp(-(j - s)^2 / (2 * 0.75^2)); with
+probability 1/2 replace the mask by the ellipse inscribed in its bounding box. The level is
+the mean 1 - Dice(noisy, clean) over cases, which depends on the structures' size:
+:func:`calibrate_l2b` finds the shift s for a dataset by bisection, :func:`l2b_dataset` applies
+it, :func:`l2b_calibrated` does both. Without calibration ``l2b(level=...)`` uses
+:data:`DEFAULT_SHIFTS` (measured on synthetic blobs, a starting point only).
 
-1. rotate the class mask by an angle from U(-20, 20) degrees about its centroid
-   [choice: the paper does not say the centre; the centroid keeps the mask in place];
-2. dilate or erode (1/2 each) with a square kernel whose side is drawn from
-   ``KERNELS = (7, 14, 21, 28, 35)`` px with level-specific probabilities;
-3. with probability 1/2 replace the mask by the ellipse inscribed in its bounding box.
-
-Level-specific probabilities [choice]: one scalar ``shift`` s moves a discretised
-Gaussian over the kernel indices j = 0..4, p_j ∝ exp(-(j - s)^2 / (2 * 0.75^2)).
-Larger s means larger kernels and more noise. The noise level is defined as the mean
-over cases of 1 - Dice(noisy, clean) (:func:`noisyseg.noise.report.noise_stats`), and
-depends on the structures' size, so :func:`calibrate_l2b` finds s for a given dataset
-by bisection. Each slice always takes the same four draws (angle, op, a uniform that
-picks the kernel by inverse CDF, ellipse), so with a fixed seed the chosen kernels grow
-monotonically with s and the bisection sees a (near-)monotone function.
-
-Levels [choice]: any level in (0, 1) is accepted; 0.2/0.4/0.6 are the paper's. Without
-calibrated parameters, ``l2b(level=...)`` uses :data:`DEFAULT_SHIFTS`, measured on
-synthetic blobs (tests/noise); they are a starting point, not a calibration for a
-real dataset: run :func:`calibrate_l2b` on the training labels and pass its
-``kernel_probs`` (or ``shift``).
-
-Multi-class slices: classes are processed from the largest to the smallest; pixels a
-class gives up become background (when 0 occurs in the label), then the new mask is
-painted, so smaller structures end on top. No value absent from the input is written.
+``l2b(label (*S) int, *, spacing=None, rng, level=0.4, shift=None, kernel_probs=None,
+min_pixels, max_angle) -> (noisy (*S), info)``. Calibration details: docs/noise.md.
 """
 
 from __future__ import annotations
@@ -306,3 +291,10 @@ def l2b_dataset(
                 min_pixels=calibration.get("min_pixels", MIN_PIXELS))
         )
     return out
+
+
+def l2b_calibrated(labels: list[np.ndarray], level: float, rng: np.random.Generator, *, spacing=None,
+                   **params) -> list[tuple[np.ndarray, dict]]:
+    """L2B noise on a dataset at mean 1 - Dice ≈ `level`: :func:`calibrate_l2b` (with `params`)
+    then :func:`l2b_dataset`; one (noisy, info) per label."""
+    return l2b_dataset(labels, calibrate_l2b(labels, level, rng, **params), spacing=spacing)

@@ -1,28 +1,15 @@
 """Markov boundary noise: a random walk of the label boundary (SpatialCorrection style).
 
-Reconstruction [choice] of the Markov label-noise model of Yao et al. (ICLR 2023,
-"Learning to segment from noisy annotations: a spatial correction approach"), where
-annotation errors are spatially correlated and concentrate at boundaries:
+A reconstruction [choice] of the Markov label-noise model of Yao et al. (ICLR 2023, "Learning to
+segment from noisy annotations: a spatial correction approach"). For ``iterations`` steps, over
+the whole map at once: the step's preference θ_t = clip(preference + sqrt(variance)·N(0, 1), 0, 1);
+every pixel looks at one random face neighbour and, if its class differs, takes it with
+probability θ_t (expansion of the foreground), 1 - θ_t (shrinkage) or 1/2 (two foreground
+classes). No new values appear; a changed pixel lies within city-block distance T of the clean
+boundary.
 
-For ``iterations`` steps, synchronously over the whole (cropped) map:
-
-1. the step's preference θ_t = clip(preference + sqrt(variance) * N(0, 1), 0, 1): the
-   probability that a boundary move is an expansion of the foreground (θ > 0.5 biases
-   towards over-segmentation, θ < 0.5 towards under-segmentation; ``variance`` makes
-   the bias itself wander from step to step, so the boundary drifts like a random walk);
-2. every pixel looks at one random face neighbour (4 in 2D, 6 in 3D);
-3. if the neighbour's class differs, the pixel takes it with probability
-   θ_t (background pixel, foreground neighbour: expansion),
-   1 - θ_t (foreground pixel, background neighbour: shrinkage),
-   1/2 (two foreground classes).
-
-A pixel only ever copies a neighbour, so no new values appear, and after T steps a
-changed pixel lies within city-block distance T of the clean boundary. Convex corners
-have more differing neighbours and move more, which gives the ragged, locally
-correlated edges of hand-drawn contours rather than salt-and-pepper noise.
-
-Speed: the walk runs on the bounding box of the boundary grown by ``iterations``, and
-random numbers are drawn only for the current boundary pixels.
+``markov(label (*S) int, *, spacing=None, rng, iterations, preference, variance) -> (noisy, info)``.
+Design notes: docs/noise.md.
 """
 
 from __future__ import annotations

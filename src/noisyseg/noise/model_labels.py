@@ -1,4 +1,4 @@
-"""Model-made label noise: labels are a segmentation model's predictions (METHODS.md §3).
+"""Model-made label noise: labels are a segmentation model's predictions (docs/reference.md §3).
 
 Two dataset-level protocols (used by `make_noisy_dataset`, not per-array generators):
 
@@ -29,8 +29,9 @@ import torch
 
 from ..data.case import Case, check_compatible
 from ..errors import ConfigError
+from .registry import MODEL_PROTOCOLS
 
-MODEL_PROTOCOLS = ("pseudo", "sfda")
+__all__ = ["MODEL_PROTOCOLS", "adapt_entropy", "check_model_protocol_args", "model_noisy_labels", "pseudo_labels"]
 ADAPT_DEFAULTS = {"steps": 50, "lr": 1e-3, "batch_size": None, "patch_size": None}
 
 

@@ -1,6 +1,6 @@
 """MT-Noise: morphological label noise (dilation or erosion with a cubic element).
 
-The MTCL recipe used by the 3D benchmarks (METHODS.md section 3): each corrupted
+The MTCL recipe used by the 3D benchmarks (docs/reference.md §3): each corrupted
 training case is dilated or eroded (1/2 each) with a cubic structuring element whose
 side is drawn from U{3..15}; a few cases stay clean (LA: 8 of 80), chosen with
 :func:`choose_clean_cases`.

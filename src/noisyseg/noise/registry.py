@@ -1,26 +1,27 @@
-"""Name registry of the label-noise protocols and validation of their noise level.
+"""The label-noise protocols, one record each, and validation of their level.
 
-Every protocol is a plain function ``fn(label, *, spacing=None, rng, **params) ->
-(noisy, info)``. The model-based protocols ``pseudo`` (a model's predictions) and
-``sfda`` (source-free domain-adapted predictions) need a trained network; they are
-added to :data:`PROTOCOLS` by the module that owns them, not here.
+Each protocol is one :class:`Protocol` in :data:`REGISTRY` (in the order the CLI lists them):
+its function, its level (the one number a benchmark sweeps: keyword, range, default) and its
+kind, on which :func:`noisyseg.noise.apply.make_noisy_dataset` branches:
 
-"Level" per protocol [choice] (:data:`LEVEL_PARAMS`), the one number a benchmark sweeps:
-- ``l2b``: target 1 - Dice, any value in (0, 1); the paper's are 0.2 / 0.4 / 0.6.
-  Other values are accepted because :func:`noisyseg.noise.calibrate_l2b` can hit them
-  (it raises if the dataset's structures make the level unreachable).
-- ``flip``: per-pixel flip rate in [0, 1).
-- ``classswap``: fraction of components relabelled, in [0, 1].
-- ``morph``: fraction of corrupted cases, in [0, 1] (MT-Noise is a dataset-level
-  protocol: each corrupted case gets one random dilation/erosion; the complement of
-  the level goes to :func:`noisyseg.noise.choose_clean_cases`). Not a generator keyword.
-- ``markov``, ``affine``, ``polygon``, ``ellipse``: no level; their strength is set by
-  their own keyword parameters, and a level given for them is an error.
+- ``label``: a generator ``fn(label, *, spacing=None, rng, **params) -> (noisy, info)`` run on
+  each corrupted case (``morph``, ``markov``, ``affine``, ``polygon``, ``ellipse``,
+  ``classswap``, ``flip``);
+- ``dataset``: noise calibrated over all corrupted cases together, ``dataset_fn(labels, level,
+  rng, *, spacing=None, **params) -> [(noisy, info), ...]`` (``l2b``: mean 1 - Dice on the level);
+- ``model``: labels made by a trained model (``pseudo``, ``sfda``), implemented in
+  :mod:`noisyseg.noise.model_labels`; no per-label function and no level.
+
+:data:`PROTOCOLS` (label and dataset kinds: name -> generator), :data:`LEVEL_PARAMS` and
+:data:`MODEL_PROTOCOLS` derive from the registry. The levels and their meaning are in
+``docs/noise.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -28,32 +29,91 @@ from ..errors import ConfigError, unknown_name
 from ._common import check_range
 from .classes import classswap, flip
 from .geometric import affine, ellipse, polygon
-from .l2b import l2b
+from .l2b import calibrate_l2b, l2b, l2b_calibrated
 from .markov import markov
 from .morph import morph
 
-PROTOCOLS: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
-    "morph": morph,
-    "l2b": l2b,
-    "markov": markov,
-    "affine": affine,
-    "polygon": polygon,
-    "ellipse": ellipse,
-    "classswap": classswap,
-    "flip": flip,
-}
+Kind = Literal["label", "dataset", "model"]
 
-# protocol -> (generator keyword or None, low, high, low open, high open)
+
+@dataclass(frozen=True)
+class Level:
+    """A protocol's level: passed as the generator keyword `keyword`, or, when `keyword` is
+    None, the fraction of training cases corrupted; valid in [low, high] (open ends as flagged);
+    `default` when none is given."""
+
+    keyword: str | None
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    default: float | None = None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One label-noise protocol.
+
+    Attributes:
+        name: the protocol name (``noisyseg noise --protocol``).
+        kind: ``label``, ``dataset`` or ``model`` (see the module docstring).
+        fn: the per-label generator (None for model protocols).
+        level: its :class:`Level`, or None when its strength is set by its own parameters.
+        dataset_fn: the dataset-level function of a ``dataset`` protocol.
+        params_of: the function whose keyword-only parameters the protocol takes
+            (default `fn`).
+        example: parameters that make the protocol visibly change small labels (tests, docs).
+    """
+
+    name: str
+    kind: Kind
+    fn: Callable[..., tuple[np.ndarray, dict]] | None = None
+    level: Level | None = None
+    dataset_fn: Callable[..., list[tuple[np.ndarray, dict]]] | None = None
+    params_of: Callable | None = None
+    example: dict = field(default_factory=dict)
+
+
+_ALL = (
+    Protocol("morph", "label", morph, Level(None, 0.0, 1.0, default=0.5)),
+    Protocol("l2b", "dataset", l2b, Level("level", 0.0, 1.0, True, True, default=0.4), dataset_fn=l2b_calibrated,
+             params_of=calibrate_l2b, example={"level": 0.4, "min_pixels": 50}),
+    Protocol("markov", "label", markov, example={"iterations": 6}),
+    Protocol("affine", "label", affine, example={"max_shift": 4.0}),
+    Protocol("polygon", "label", polygon),
+    Protocol("ellipse", "label", ellipse, example={"probability": 0.5}),
+    Protocol("classswap", "label", classswap, Level("fraction", 0.0, 1.0), example={"fraction": 0.5}),
+    Protocol("flip", "label", flip, Level("rate", 0.0, 1.0, False, True), example={"rate": 0.05}),
+    Protocol("pseudo", "model"),
+    Protocol("sfda", "model"),
+)
+
+REGISTRY: dict[str, Protocol] = {p.name: p for p in _ALL}
+"""Every protocol by name, in the order the CLI lists them."""
+
+PROTOCOLS: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
+    p.name: p.fn for p in _ALL if p.kind != "model" and p.fn is not None}
+"""The per-label generators (label and dataset kinds) by name."""
+
+MODEL_PROTOCOLS: tuple[str, ...] = tuple(p.name for p in _ALL if p.kind == "model")
+
 LEVEL_PARAMS: dict[str, tuple[str | None, float, float, bool, bool]] = {
-    "l2b": ("level", 0.0, 1.0, True, True),
-    "flip": ("rate", 0.0, 1.0, False, True),
-    "classswap": ("fraction", 0.0, 1.0, False, False),
-    "morph": (None, 0.0, 1.0, False, False),
-}
+    p.name: (p.level.keyword, p.level.low, p.level.high, p.level.low_open, p.level.high_open)
+    for p in _ALL if p.level is not None}
+"""protocol -> (generator keyword or None, low, high, low open, high open)."""
+
+
+def protocol_record(name: str) -> Protocol:
+    """The :class:`Protocol` of a name (any kind), or ConfigError with a suggestion."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise unknown_name("noise protocol", str(name), REGISTRY) from None
 
 
 def get_protocol(name: str) -> Callable[..., tuple[np.ndarray, dict]]:
-    """The generator function for a protocol name, or ConfigError with a suggestion."""
+    """The generator function for a protocol name, or ConfigError with a suggestion (model
+    protocols have none: they run through ``make_noisy_dataset``)."""
     try:
         return PROTOCOLS[name]
     except (KeyError, TypeError):
@@ -69,13 +129,14 @@ def validate_level(protocol: str, level: float | None) -> float | None:
     get_protocol(protocol)
     if level is None:
         return None
-    if protocol not in LEVEL_PARAMS:
+    spec = REGISTRY[protocol].level
+    if spec is None:
         raise ConfigError(
             f"noise protocol '{protocol}' takes no level (got {level!r}); set its own "
             f"parameters instead"
         )
-    _, lo, hi, lo_open, hi_open = LEVEL_PARAMS[protocol]
-    return check_range(f"{protocol} level", level, lo, hi, lo_open=lo_open, hi_open=hi_open)
+    return check_range(f"{protocol} level", level, spec.low, spec.high, lo_open=spec.low_open,
+                       hi_open=spec.high_open)
 
 
 def apply_protocol(
@@ -91,7 +152,7 @@ def apply_protocol(
     fn = get_protocol(name)
     level = validate_level(name, level)
     if level is not None:
-        key = LEVEL_PARAMS[name][0]
+        key = REGISTRY[name].level.keyword
         if key is not None:
             params[key] = level
     return fn(label, spacing=spacing, rng=rng, **params)

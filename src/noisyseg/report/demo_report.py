@@ -9,6 +9,8 @@ import numpy as np
 from .figures import _plt, plot_metric_bars, plot_overlays, read_log, save_figure
 from .tables import _cell, markdown_table
 
+CLEAN_TITLE = "supervised (clean labels)"
+"""How `supervised` trained on the clean labels (the ceiling) is titled in tables and figures."""
 METRIC_TITLES = {"dice": "Dice (%)", "iou": "IoU (%)", "hd95": "HD95 (mm)", "asd": "ASD (mm)"}
 
 
