@@ -222,9 +222,9 @@ def audit(
     run: Path = typer.Option(..., help="a trained run folder"),
     data: Path = typer.Option(..., help="dataset folder whose training labels are scored"),
     out: Path = typer.Option(..., help="folder for maps/, cases.csv, summary.json and report.md"),
-    method: str = typer.Option("auto", help=f"voxel score, {one_of(AUDIT_METHODS)} (auto: CLCS runs their "
-                                            "thresholds, 2D MetaDCSeg runs with trusted cases their meta weights, "
-                                            "else self_confidence)"),
+    method: str = typer.Option("auto", help=f"voxel score, {one_of(AUDIT_METHODS)} (auto: 2D MetaDCSeg "
+                                            "runs with trusted cases their meta weights, else self_confidence; "
+                                            "threshold: CLCS runs their learnt class thresholds)"),
     case_score: str = typer.Option("suspected_fraction", help=f"per-case score, {one_of(CASE_SCORES)}"),
     top_percent: float = typer.Option(1.0, help="mean_topk: share (%) of the highest voxel scores"),
     checkpoint: str = typer.Option("best", help=f"{one_of(CHECKPOINTS)} (best: selected on validation)"),

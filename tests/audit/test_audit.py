@@ -143,7 +143,7 @@ def test_3d_maps_keep_the_affine_and_mismatched_classes_fail_cleanly(phantom3d, 
             "train": {"max_steps": 3, "val_every": 3, "log_every": 1}}
     api.train(data=phantom3d, out=tmp_path / "r3", method="clcs", overrides=over, progress=False)
     summary = audit(run=tmp_path / "r3", data=phantom3d, out=tmp_path / "a3", progress=False, n_figures=1)
-    assert summary["method"] == "threshold" and summary["run_method"] == "clcs"
+    assert summary["method"] == "self_confidence" and summary["run_method"] == "clcs"  # a continuous ranking
     for src in sorted((phantom3d / "imagesTr").iterdir()):
         m, s = nib.load(str(tmp_path / "a3" / "maps" / src.name)), nib.load(str(src))
         assert m.shape == s.shape and np.allclose(m.affine, s.affine)

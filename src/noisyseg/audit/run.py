@@ -50,8 +50,8 @@ def _signal(model, method: str, labels, probs) -> tuple[str, np.ndarray | None, 
     """(voxel method, thresholds or None, description) for a run and the requested method."""
     run_method = getattr(model, "name", "")
     own = model.label_thresholds() if hasattr(model, "label_thresholds") else None
-    if method == "auto":
-        method = "threshold" if own is not None else "self_confidence"
+    if method == "auto":  # a continuous score ranks every voxel; a threshold decision does not
+        method = "self_confidence"
     if method != "threshold":
         return method, None, f"{method} on the {run_method or 'run'}'s predicted probabilities"
     if own is not None:
