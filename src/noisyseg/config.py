@@ -36,6 +36,9 @@ class DataConfig(StrictModel):
         target_spacing: resample every case to this voxel size in mm (images linear,
             labels nearest) before training and prediction; predictions are interpolated
             back to the input grid. None keeps the data's own grid.
+        num_workers: DataLoader worker processes drawing batches ahead of the training
+            process (0: drawn in it); None chooses by the machine (see data/loader.py).
+            Batches do not depend on it.
     """
 
     spatial_dims: Literal[2, 3] | None = None
@@ -46,6 +49,7 @@ class DataConfig(StrictModel):
     slice_axis: int = -1
     augment: bool = True
     target_spacing: list[float] | None = None
+    num_workers: int | None = Field(None, ge=0)
 
 
 class NetConfig(StrictModel):

@@ -17,17 +17,24 @@ def _log_without_timing(path):
         return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(fh)]
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(mni_small, tmp_path, tiny):
+@pytest.mark.parametrize("workers", [(0, 0, 0), (0, 2, 1)])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(mni_small, tmp_path, tiny, workers):
+    """(uninterrupted, first part, resumed part) DataLoader workers: the count changes nothing."""
     over = tiny(max_steps=12)
-    api.train(data=mni_small, out=tmp_path / "a", overrides=over, progress=False)
+
+    def with_workers(n):
+        return {**over, "data": {**over["data"], "num_workers": n}}
+
+    api.train(data=mni_small, out=tmp_path / "a", overrides=with_workers(workers[0]), progress=False)
     from noisyseg.engine.trainer import train as engine_train
 
-    cfg = api.make_config(None, overrides=over)
+    cfg = api.make_config(None, overrides=with_workers(workers[1]))
     ds = api.open_data(mni_small)
     first = engine_train(cfg, ds, tmp_path / "b", progress=False, stop_at_step=7)
     assert first.interrupted and first.steps_done == 7
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 7
-    res = api.train(data=mni_small, out=tmp_path / "b", overrides=over, resume=True, progress=False)
+    res = api.train(data=mni_small, out=tmp_path / "b", overrides=with_workers(workers[2]), resume=True,
+                    progress=False)
     assert res.steps_done == 12 and not res.interrupted
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")

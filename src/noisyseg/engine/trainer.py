@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, save_config
 from ..data.case import Case, Dataset
+from ..data.loader import default_num_workers, step_batches, to_device
 from ..data.sampling import PatchSampler
 from ..errors import ConfigError, DataError
 from ..io import atomic_path
@@ -148,6 +149,7 @@ def _comparable(cfg_dict: dict) -> dict:
     d = json.loads(json.dumps(cfg_dict))
     d["train"].pop("max_steps", None)
     d["train"].pop("device", None)
+    d["data"].pop("num_workers", None)  # batches do not depend on it
     return d
 
 
@@ -268,20 +270,23 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
             out["val/dice_clean"] = float(np.nanmean(clean))
         return out
 
+    num_workers = cfg.data.num_workers if cfg.data.num_workers is not None else default_num_workers(device.type)
     step = start
     interrupted = False
     bar = tqdm(total=cfg.train.max_steps, initial=start, desc=f"train {cfg.method.name}", disable=not show,
                dynamic_ncols=True)
     method.train()
     t0 = time.perf_counter()
+    data_wait = 0.0
     with _StopFlag() as stop:
+        batches = step_batches(sampler, meta_sampler, rank=dinfo.rank, start=start, max_steps=cfg.train.max_steps,
+                               num_workers=num_workers, pin_memory=device.type == "cuda")
         while step < cfg.train.max_steps:
             sinfo = StepInfo(step, cfg.train.max_steps)
             lr = set_poly_lr(optimizer, cfg, step)
-            batch = {k: v.to(device, non_blocking=True) for k, v in sampler.batch(step, dinfo.rank).items()}
-            if meta_sampler is not None:
-                meta = meta_sampler.batch(step, dinfo.rank)
-                batch["meta_image"], batch["meta_label"] = meta["image"].to(device), meta["label"].to(device)
+            t_wait = time.perf_counter()
+            batch = to_device(next(batches), device)
+            data_wait += time.perf_counter() - t_wait
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 out = method.training_step(batch, sinfo)
             if not torch.isfinite(out.loss):
@@ -298,7 +303,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
 
             if logger is not None and (step % cfg.train.log_every == 0 or step == cfg.train.max_steps):
                 logger.log(step, {"loss": out.loss.item(), "lr": lr, **out.logs,
-                                  "time/step_s": (time.perf_counter() - t0) / max(step - start, 1)})
+                                  "time/step_s": (time.perf_counter() - t0) / max(step - start, 1),
+                                  "time/data_wait_s": data_wait / max(step - start, 1)})
                 bar.set_postfix(loss=f"{out.loss.item():.3f}")
             if step % cfg.train.val_every == 0 or step == cfg.train.max_steps:
                 if dinfo.is_main and val_cases:
@@ -316,6 +322,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
             if stop.requested:
                 interrupted = True
                 break
+        del batches  # shuts the workers down
     bar.close()
     if dinfo.enabled:
         dist_utils.check_in_sync(method)
