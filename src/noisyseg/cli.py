@@ -65,8 +65,9 @@ def train(
                     device=device.value if device else None, resume=resume, clean_cases=clean_cases,
                     progress=not quiet)
     state = "interrupted (resume with --resume)" if res.interrupted else "done"
-    typer.echo(f"{state}: {res.steps_done} steps, best validation Dice {res.best_score:.4f} "
-               f"at step {res.best_step}; run in {res.run_dir}")
+    if res.is_main:  # under torchrun, one line for the run
+        typer.echo(f"{state}: {res.steps_done} steps, best validation Dice {res.best_score:.4f} "
+                   f"at step {res.best_step}; run in {res.run_dir}")
     if res.interrupted:
         raise typer.Exit(130)
 

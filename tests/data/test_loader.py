@@ -44,8 +44,24 @@ def test_creating_the_loader_leaves_the_global_torch_rng_alone():
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    next(step_batches(_sampler(), None, rank=0, start=0, max_steps=2, num_workers=0, pin_memory=False))
+    next(step_batches(_sampler(), None, rank=0, start=0, max_steps=2, num_workers=1, pin_memory=False))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_batches_continue_unchanged_when_the_workers_are_terminated():
+    import os
+    import signal
+
+    sampler = _sampler()
+    it = step_batches(sampler, None, rank=0, start=0, max_steps=6, num_workers=2, pin_memory=False)
+    got = [next(it)]
+    for w in it.it._workers:  # SIGTERM to the process group reaches the workers too
+        os.kill(w.pid, signal.SIGTERM)
+    with pytest.warns(UserWarning, match="workers stopped"):
+        got += list(it)
+    assert len(got) == 6
+    for step, batch in enumerate(got):
+        assert torch.equal(batch["image"], sampler.batch(step)["image"]), step
 
 
 def test_default_workers_leave_the_training_threads_their_cores(monkeypatch):

@@ -140,6 +140,7 @@ def test_torchrun_two_cpu_processes_on_gloo(mni_small, tmp_path):
                            "-m", "noisyseg.cli", "train", "--data", str(mni_small), "--out", str(tmp_path / "r"),
                            "--config", str(cfg), "--quiet"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done:") == 1 and "-inf" not in proc.stdout  # rank 0 reports, with its Dice
     info = json.loads((tmp_path / "r" / "run_info.json").read_text())
     assert info["world_size"] == 2
     assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 4

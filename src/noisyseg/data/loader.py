@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -92,12 +93,40 @@ def step_batches(sampler: PatchSampler, meta: PatchSampler | None, *, rank: int,
         prefetch_factor: batches each worker prepares ahead.
     """
     ds = StepBatches(sampler, meta, rank, max_steps)
+    if num_workers == 0:
+        return (ds[s] for s in range(start, max_steps))
     loader = DataLoader(
         ds, batch_size=None, sampler=range(start, max_steps), num_workers=num_workers, pin_memory=pin_memory,
-        prefetch_factor=prefetch_factor if num_workers > 0 else None, persistent_workers=False,
-        worker_init_fn=_worker_signals if num_workers > 0 else None,
+        prefetch_factor=prefetch_factor, persistent_workers=False, worker_init_fn=_worker_signals,
         # an explicit generator: creating the iterator must not draw from the global torch RNG
         # (methods use it, and a resumed run creates its iterator at another step)
         generator=torch.Generator().manual_seed(0),
     )
-    return iter(loader)
+    return _Fallback(ds, iter(loader), start)
+
+
+class _Fallback:
+    """The loader's batches; should its workers be gone (a SIGTERM to the whole process group
+    stops them before the training process has checkpointed), the remaining batches are drawn
+    in this process: the same batches, since they depend on the step alone."""
+
+    def __init__(self, ds: StepBatches, it: Iterator, start: int):
+        self.ds, self.it, self.step = ds, it, start
+
+    def __iter__(self) -> "_Fallback":
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self.step >= len(self.ds):
+            raise StopIteration
+        if self.it is not None:
+            try:
+                batch = next(self.it)
+            except RuntimeError as exc:  # a worker exited; a sampler error recurs below
+                warnings.warn(f"DataLoader workers stopped ({exc}); drawing batches in the training process",
+                              stacklevel=2)
+                self.it = None
+        if self.it is None:
+            batch = self.ds[self.step]
+        self.step += 1
+        return batch

@@ -43,6 +43,7 @@ class TrainResult:
     best_score: float
     best_step: int
     interrupted: bool = False
+    is_main: bool = True  # rank 0 under torchrun (the process that reports)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -224,10 +225,13 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
         scaler.load_state_dict(state["scaler"])
         start, best_score, best_step = int(state["step"]), float(state["best_score"]), int(state["best_step"])
         set_rng_state(state["rng"])
-    if dinfo.enabled:
+    use_ddp = dinfo.enabled and method_cls.ddp_compatible
+    step_fn = dist_utils.ddp_training_step(method, device) if use_ddp else method.training_step
+    if dinfo.enabled and not use_ddp:
         dist_utils.broadcast_parameters(method)
 
     info = data_info(dataset, dims, patch, cfg)
+    dist_utils.barrier(dinfo)  # every process has checked the run folder before it is made
     if dinfo.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -236,6 +240,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
                     "world_size": dinfo.world_size, "device": str(device), "amp": use_amp}
         with atomic_path(run_dir / "run_info.json") as tmp:
             tmp.write_text(json.dumps(run_info, indent=2))
+    dist_utils.barrier(dinfo)
     logger = RunLogger(run_dir / "train_log.csv", run_dir / "tb", resume_step=start) if dinfo.is_main else None
 
     def checkpoint(step_next: int, name: str = "last.pt") -> None:
@@ -288,12 +293,12 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
             batch = to_device(next(batches), device)
             data_wait += time.perf_counter() - t_wait
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = method.training_step(batch, sinfo)
+                out = step_fn(batch, sinfo)
             if not torch.isfinite(out.loss):
                 raise RuntimeError(f"loss became {out.loss.item()} at step {step}; lower optim.lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
-            if dinfo.enabled:
+            if dinfo.enabled and not use_ddp:
                 dist_utils.average_gradients(method, dinfo.world_size)
             scaler.step(optimizer)
             scaler.update()
@@ -315,11 +320,13 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
                         save_best(step)
             if stop_at_step is not None and step >= stop_at_step and step < cfg.train.max_steps:
                 stop.requested = True
-            if stop.requested or step % cfg.train.ckpt_every == 0 or step == cfg.train.max_steps:
+            # a signal may reach one process only: all stop after the step any of them was asked to
+            stopping = dist_utils.any_rank(stop.requested, dinfo, device) and step < cfg.train.max_steps
+            if stopping or step % cfg.train.ckpt_every == 0 or step == cfg.train.max_steps:
                 checkpoint(step)
                 if logger is not None:
                     logger.flush()
-            if stop.requested:
+            if stopping:
                 interrupted = True
                 break
         del batches  # shuts the workers down
@@ -329,6 +336,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
     if not val_cases and dinfo.is_main:
         save_best(step)
         best_step = step
+    best_score, best_step = dist_utils.from_main((best_score, best_step), dinfo)  # validation runs on rank 0
     if logger is not None:
         logger.close()
         if not interrupted:
@@ -337,7 +345,7 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
             plot_training_curves(run_dir / "train_log.csv", run_dir / "figures" / "training_curves.png")
             method.eval()
             method.write_figures(run_dir / "figures", (val_cases or train_cases)[:4], device)
-    return TrainResult(run_dir, step, best_score, best_step, interrupted)
+    return TrainResult(run_dir, step, best_score, best_step, interrupted, dinfo.is_main)
 
 
 def make_optimizer(cfg: RunConfig, method: Method) -> torch.optim.Optimizer:
