@@ -284,3 +284,34 @@ def test_several_levels_get_a_dice_against_level_figure(tmp_path):
     names = sorted(p.name for p in written)
     assert names == ["dice_0.2.png", "dice_0.4.png", "dice_vs_level.png"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_parallel_and_submitit_launches_give_the_results_of_one_process(tmp_path, mni_small):
+    cfg = write_config(tmp_path / "p.yaml", mni_small, methods=["supervised", "gce"])  # + the clean ceiling
+    run_benchmark(cfg, tmp_path / "seq", progress=False, threads=1)
+    run_benchmark(cfg, tmp_path / "pool", progress=False, workers=2, threads=1)
+    run_benchmark(cfg, tmp_path / "sub", progress=False, launcher="submitit_local", threads=1)
+    seq = _rows(tmp_path / "seq")
+    assert len(seq) == 3 * 3 * 2
+    assert _rows(tmp_path / "pool") == seq and _rows(tmp_path / "sub") == seq
+    assert list((tmp_path / "sub" / "submitit").iterdir())  # the jobs went through submitit
+
+
+def test_two_launches_on_one_folder_train_each_run_once(tmp_path, mni_small):
+    import os
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path / "l.yaml", mni_small, methods=["supervised"])
+    cmd = [sys.executable, "-m", "noisyseg.cli", "benchmark", "--config", str(cfg), "--out", str(tmp_path / "out"),
+           "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=400) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-1500:] for r in results]
+    runs = sorted((tmp_path / "out" / "runs").glob("*/*/seed0"))
+    assert len(runs) == 2
+    for run in runs:  # one training each: one TensorBoard event file, not two writers in one folder
+        assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1, run
+    assert results[0][0].split("results.csv")[0] == results[1][0].split("results.csv")[0]  # the same table

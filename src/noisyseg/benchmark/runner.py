@@ -249,10 +249,12 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
 
     def core(d: dict) -> dict:
         b = dict(d.get("benchmark", {}))
-        for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params"):
+        for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params",
+                  "slurm"):
             b.pop(k, None)
         train = {k: v for k, v in d.get("train", {}).items() if k != "device"}  # where it runs changes nothing
-        return {**d, "benchmark": b, "train": train}
+        data = {k: v for k, v in d.get("data", {}).items() if k != "num_workers"}  # nor how batches are fed
+        return {**d, "benchmark": b, "train": train, "data": data}
 
     if core(old) != core(resolved):
         raise ConfigError(f"{out}: holds a different benchmark (data, noise, split or training config changed); "
@@ -261,7 +263,8 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
 
 def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = None, methods: list[str] | None = None,
                   seeds: int | None = None, max_steps: int | None = None, overrides: dict | None = None,
-                  benchmark_overrides: dict | None = None, progress: bool = True) -> BenchmarkResult:
+                  benchmark_overrides: dict | None = None, progress: bool = True, workers: int | None = None,
+                  launcher: str = "local", slurm: dict | None = None, threads: int | None = None) -> BenchmarkResult:
     """Run (or resume) a benchmark config into `out`; returns the summary table.
 
     Args:
@@ -272,12 +275,29 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
         overrides: nested config overrides applied to the training config.
         benchmark_overrides: nested overrides of the `benchmark:` mapping (e.g. a smaller
             sfda source run in tests).
+        workers: local jobs at once (`launcher='local'`); None: one per GPU, else 1. With
+            1 the runs train in this process, one after another.
+        launcher: 'local', 'slurm' (submitit; resources from benchmark.slurm and `slurm`)
+            or 'submitit_local' (submitit's local executor).
+        slurm: overrides of benchmark.slurm (partition, time_min, gpus_per_job, ...).
+        threads: torch threads of each run (None: cores / workers locally, this process's
+            setting with one worker, benchmark.slurm.cpus_per_job on SLURM). On a CPU the
+            thread count changes float rounding, so runs are bit-identical across launches
+            with the same `threads`.
     """
+    from .launch import Job, file_lock, local_gpus, run_job, run_pool, run_submitit
     from .summary import write_summary
 
     t0 = time.perf_counter()
+    if launcher not in ("local", "slurm", "submitit_local"):
+        raise ConfigError(f"--launcher: unknown launcher '{launcher}'; choose local or slurm")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     spec, cfg = load_benchmark(config, data=data, methods=methods, seeds=seeds, overrides=overrides,
-                               benchmark_overrides=benchmark_overrides)
+                               benchmark_overrides={**(benchmark_overrides or {}),
+                                                    **({"slurm": slurm} if slurm else {})})
     out = Path(out)
     if spec.data and not spec.data.startswith(DEMO_PREFIX):
         spec = spec.model_copy(update={"data": str(Path(spec.data).expanduser().resolve())})
@@ -286,27 +306,43 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
     _check_same_benchmark(out, resolved)
     from ..data import open_dataset
 
-    source = _demo_data(spec, out) if spec.data.startswith(DEMO_PREFIX) else Path(spec.data)
-    source_ds = open_dataset(source)  # a bad folder fails before anything is written
+    demo = spec.data.startswith(DEMO_PREFIX)
+    source_ds = None if demo else open_dataset(Path(spec.data))  # a bad folder fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "benchmark.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    with file_lock(out / ".benchmark.lock"):  # another launch may be preparing the same folder
+        _check_same_benchmark(out, resolved)
+        if demo:
+            source_ds = open_dataset(_demo_data(spec, out))
+        with atomic_path(out / "benchmark.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        clean_dir, ds, trusted = prepare_data(spec, source_ds, out, progress)
+        trusted_file = out / "trusted.txt"
+        with atomic_path(trusted_file) as tmp:
+            tmp.write_text("".join(f"{i}\n" for i in trusted))
+        test_cases = [r.load() for r in ds.test]
+        if not test_cases or any(c.label is None for c in test_cases):
+            raise DataError(f"{clean_dir}: the benchmark needs labelled test cases")
+        noisy_dirs = {level_key(lv): make_noisy(spec, clean_dir, lv, trusted_file, out, progress)
+                      for lv in spec.noise.levels}
+    jobs = [Job(out, key, clean_dir if key.level == "clean" else noisy_dirs[key.level], clean_dir, trusted_file,
+                spec, cfg, max_steps, progress=False, threads=threads) for key in plan_runs(spec)]
+    if launcher == "local":
+        n = workers or max(1, local_gpus(cfg.train.device))
+        if n == 1:
+            records = []
+            for job in tqdm(jobs, desc="benchmark runs", disable=not progress):
+                job.progress = progress
+                records.append(run_job(job, test_cases))
+        else:
+            records = run_pool(jobs, n, cfg.train.device, progress)
+    else:
+        from ..data.loader import available_cores
 
-    clean_dir, ds, trusted = prepare_data(spec, source_ds, out, progress)
-    trusted_file = out / "trusted.txt"
-    with atomic_path(trusted_file) as tmp:
-        tmp.write_text("".join(f"{i}\n" for i in trusted))
-    test_cases = [r.load() for r in ds.test]
-    if not test_cases or any(c.label is None for c in test_cases):
-        raise DataError(f"{clean_dir}: the benchmark needs labelled test cases")
-    noisy_dirs = {level_key(lv): make_noisy(spec, clean_dir, lv, trusted_file, out, progress)
-                  for lv in spec.noise.levels}
-    records = []
-    keys = plan_runs(spec)
-    for key in tqdm(keys, desc="benchmark runs", disable=not progress):
-        data_dir = clean_dir if key.level == "clean" else noisy_dirs[key.level]
-        records.append(run_one(key, data_dir, cfg, spec, out, trusted_file, test_cases, ds, max_steps, progress))
-    table, rows = write_summary(out, spec, records, ds, clean_dir, noisy_dirs, test_cases,
-                                seconds=time.perf_counter() - t0)
+        cores = spec.slurm.cpus_per_job if launcher == "slurm" else min(spec.slurm.cpus_per_job, available_cores())
+        for job in jobs:
+            job.threads = job.threads or cores
+        records = run_submitit(jobs, launcher, spec.slurm, out, progress)  # type: ignore[arg-type]
+    with file_lock(out / ".benchmark.lock"):
+        table, rows = write_summary(out, spec, records, ds, clean_dir, noisy_dirs, test_cases,
+                                    seconds=time.perf_counter() - t0)
     return BenchmarkResult(out, table, rows, time.perf_counter() - t0)
-
