@@ -46,6 +46,17 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(mni_small, tmp_path, ti
     assert _log_without_timing(tmp_path / "a" / "train_log.csv") == _log_without_timing(tmp_path / "b" / "train_log.csv")
 
 
+def test_memory_mapped_and_in_memory_cases_train_the_same_weights(phantom3d, tmp_path):
+    over = {"data": {"patch_size": [16, 16, 16], "batch_size": 2, "num_workers": 1},
+            "net": {"channels": [4, 8], "features": 4}, "train": {"max_steps": 4, "val_every": 4}}
+    api.train(data=phantom3d, out=tmp_path / "mapped", overrides=over, progress=False)
+    over["data"]["in_memory"] = True
+    api.train(data=phantom3d, out=tmp_path / "memory", overrides=over, progress=False)
+    a = load_checkpoint(tmp_path / "mapped" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(tmp_path / "memory" / "checkpoints" / "last.pt")["method"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_is_complete_and_loads_with_weights_only(mni_small, tmp_path, tiny):
     api.train(data=mni_small, out=tmp_path / "r", overrides=tiny(max_steps=4), seed=3, progress=False)
     ck = tmp_path / "r" / "checkpoints" / "last.pt"

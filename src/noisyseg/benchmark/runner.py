@@ -253,7 +253,8 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
                   "slurm"):
             b.pop(k, None)
         train = {k: v for k, v in d.get("train", {}).items() if k != "device"}  # where it runs changes nothing
-        data = {k: v for k, v in d.get("data", {}).items() if k != "num_workers"}  # nor how batches are fed
+        data = {k: v for k, v in d.get("data", {}).items()  # nor how batches are fed
+                if k not in ("num_workers", "in_memory", "cache_dir")}
         return {**d, "benchmark": b, "train": train, "data": data}
 
     if core(old) != core(resolved):

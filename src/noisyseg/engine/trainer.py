@@ -108,11 +108,19 @@ def build_method(cfg: RunConfig, in_channels: int, num_classes: int, dims: int) 
     return cls(params, net_factory(cfg.net, dims, in_channels, num_classes), num_classes, dims)
 
 
-def load_cases(refs, desc: str, show: bool, target_spacing: list[float] | None = None) -> list[Case]:
-    """Load cases, resampled to `target_spacing` when one is set."""
+def load_cases(refs, desc: str, show: bool, target_spacing: list[float] | None = None, *,
+               mapped: bool = False, cache_dir: str | None = None) -> list[Case]:
+    """Load cases, resampled to `target_spacing` when one is set; with `mapped`, each is
+    written to a temporary folder in `cache_dir` and memory-mapped (data/store.py), one case
+    in memory at a time. The folder is removed at once: the maps stay valid while in use."""
     from ..data.resample import resample_case
+    from ..data.store import CaseStore
 
-    return [resample_case(r.load(), target_spacing) for r in tqdm(refs, desc=desc, disable=not show, leave=False)]
+    refs = tqdm(refs, desc=desc, disable=not show, leave=False)
+    if not mapped:
+        return [resample_case(r.load(), target_spacing) for r in refs]
+    with CaseStore(cache_dir) as store:
+        return [store.put(resample_case(r.load(), target_spacing)) for r in refs]
 
 
 def mean_foreground_dice(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
@@ -150,7 +158,8 @@ def _comparable(cfg_dict: dict) -> dict:
     d = json.loads(json.dumps(cfg_dict))
     d["train"].pop("max_steps", None)
     d["train"].pop("device", None)
-    d["data"].pop("num_workers", None)  # batches do not depend on it
+    for k in ("num_workers", "in_memory", "cache_dir"):  # batches do not depend on them
+        d["data"].pop(k, None)
     return d
 
 
@@ -202,7 +211,8 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
     train_ids, val_ids = split_train_val(all_ids, cfg.data.val_fraction, cfg.train.seed, set(trusted))
     refs = {r.id: r for r in dataset.train}
     ts = cfg.data.target_spacing
-    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, ts)
+    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, ts,
+                             mapped=not cfg.data.in_memory, cache_dir=cfg.data.cache_dir)
     val_cases = load_cases([refs[i] for i in val_ids[: cfg.train.val_max_cases]], "loading validation cases", show,
                            ts)
     by_id = {c.id: c for c in train_cases}
@@ -344,7 +354,9 @@ def train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: bool
 
             plot_training_curves(run_dir / "train_log.csv", run_dir / "figures" / "training_curves.png")
             method.eval()
-            method.write_figures(run_dir / "figures", (val_cases or train_cases)[:4], device)
+            from ..data.store import in_memory
+
+            method.write_figures(run_dir / "figures", val_cases[:4] or [in_memory(c) for c in train_cases[:4]], device)
     return TrainResult(run_dir, step, best_score, best_step, interrupted, dinfo.is_main)
 
 
