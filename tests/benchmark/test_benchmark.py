@@ -123,6 +123,8 @@ def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench, tmp_pat
     changed = write_config(tmp_path / "p.yaml", mni_small, method_params={"clcs": {"tau": 0.5}})
     with pytest.raises(ConfigError, match="method parameters"):
         run_benchmark(changed, out, progress=False)
+    with pytest.raises(ConfigError, match="method parameters"):  # the same one line from a pool's job
+        run_benchmark(changed, out, progress=False, workers=2)
 
 
 def test_config_errors_are_one_clear_line(tmp_path, mni_small):

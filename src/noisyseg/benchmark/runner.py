@@ -12,7 +12,10 @@ Layout of the output folder (everything a later run needs to resume)::
 A run whose `result.json` exists is skipped; a run with a checkpoint but no result is
 resumed (`--resume` semantics, bit-identical on CPU); anything else in a run folder is
 an interrupted start and is cleared. Noisy datasets are reused once complete (they are
-written atomically).
+written atomically). The results folder is the single source of truth for every launcher
+(launch.py): each run is trained under an flock on `OUT/runs/<level>/<method>/seed<k>.lock`
+and the preparation and summary under `OUT/.benchmark.lock`, so two launches on one folder
+never train a run twice.
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ from ..config import RunConfig
 from ..data.case import Case, Dataset
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
+from .launch import BenchmarkInterrupted, file_lock, local_gpus, run_pool, run_submitit
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
 
-class BenchmarkInterrupted(Exception):
-    """Training of one run stopped on a signal; its checkpoint is kept and a rerun of the same
-    benchmark resumes it (the run is not evaluated or recorded as finished)."""
+__all__ = ["BenchmarkInterrupted", "BenchmarkResult", "RunKey", "run_benchmark"]
 
 
 @dataclass
@@ -236,6 +238,44 @@ def plan_runs(spec: BenchmarkSpec) -> list[RunKey]:
     return keys
 
 
+@dataclass
+class Job:
+    """One run of the benchmark and everything a fresh process needs to do it."""
+
+    out: Path
+    key: RunKey
+    data_dir: Path
+    clean_dir: Path
+    trusted_file: Path
+    spec: BenchmarkSpec
+    cfg: RunConfig
+    max_steps: int | None
+    progress: bool = False
+    threads: int | None = None  # torch threads of the run (None: this process's setting)
+
+
+def run_job(job: Job, test_cases: list[Case] | None = None) -> dict:
+    """One run under the lock of its folder (`<run>.lock` beside it): skipped when finished,
+    resumed from its checkpoint, or trained; then evaluated. Returns its result record."""
+    import torch
+
+    from ..data import open_dataset
+
+    run_dir = job.key.folder(job.out)
+    before = torch.get_num_threads()
+    try:
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        with file_lock(run_dir.parent / f"{run_dir.name}.lock"):
+            ds = open_dataset(job.clean_dir)
+            if test_cases is None and not (run_dir / "result.json").is_file():
+                test_cases = [r.load() for r in ds.test]
+            return run_one(job.key, job.data_dir, job.cfg, job.spec, job.out, job.trusted_file, test_cases or [],
+                           ds, job.max_steps, job.progress)
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -286,7 +326,7 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
             thread count changes float rounding, so runs are bit-identical across launches
             with the same `threads`.
     """
-    from .launch import Job, file_lock, local_gpus, run_job, run_pool, run_submitit
+    from ..data.loader import available_cores
     from .summary import write_summary
 
     t0 = time.perf_counter()
@@ -327,22 +367,26 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
                       for lv in spec.noise.levels}
     jobs = [Job(out, key, clean_dir if key.level == "clean" else noisy_dirs[key.level], clean_dir, trusted_file,
                 spec, cfg, max_steps, progress=False, threads=threads) for key in plan_runs(spec)]
+    names = [str(j.key.folder(out)) for j in jobs]
     if launcher == "local":
-        n = workers or max(1, local_gpus(cfg.train.device))
+        gpus = local_gpus(cfg.train.device)
+        n = workers or max(1, gpus)
         if n == 1:
             records = []
             for job in tqdm(jobs, desc="benchmark runs", disable=not progress):
                 job.progress = progress
                 records.append(run_job(job, test_cases))
         else:
-            records = run_pool(jobs, n, cfg.train.device, progress)
+            for job in jobs:
+                job.threads = job.threads or max(1, available_cores() // n)
+            records = run_pool(run_job, jobs, names, n, gpus, progress)
     else:
-        from ..data.loader import available_cores
-
-        cores = spec.slurm.cpus_per_job if launcher == "slurm" else min(spec.slurm.cpus_per_job, available_cores())
+        cluster = "slurm" if launcher == "slurm" else "local"
+        cores = spec.slurm.cpus_per_job if cluster == "slurm" else min(spec.slurm.cpus_per_job, available_cores())
         for job in jobs:
             job.threads = job.threads or cores
-        records = run_submitit(jobs, launcher, spec.slurm, out, progress)  # type: ignore[arg-type]
+        records = run_submitit(run_job, jobs, names, cluster=cluster, slurm=spec.slurm, folder=out / "submitit",
+                               job_name=f"noisyseg-{out.name}", progress=progress)
     with file_lock(out / ".benchmark.lock"):
         table, rows = write_summary(out, spec, records, ds, clean_dir, noisy_dirs, test_cases,
                                     seconds=time.perf_counter() - t0)
