@@ -64,6 +64,25 @@ def test_batches_continue_unchanged_when_the_workers_are_terminated():
         assert torch.equal(batch["image"], sampler.batch(step)["image"]), step
 
 
+def test_a_process_that_leaves_its_loader_behind_still_exits(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from noisyseg.data.case import Case\n"
+        "from noisyseg.data.loader import step_batches\n"
+        "from noisyseg.data.sampling import PatchSampler\n"
+        "lab = np.zeros((40, 36), dtype=np.int64); lab[5:20, 5:20] = 1\n"
+        "c = [Case('a', np.zeros((1, 40, 36), np.float32), lab, (1.0, 1.0), np.eye(4), None)]\n"
+        "s = PatchSampler(c, patch_size=[16, 16], batch_size=2, fg_oversample=0.5, augment=False)\n"
+        "it = step_batches(s, None, rank=0, start=0, max_steps=50, num_workers=2, pin_memory=False)\n"
+        "next(it)\n")  # exits with the iterator (and its workers) alive
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+
+
 def test_default_workers_leave_the_training_threads_their_cores(monkeypatch):
     import noisyseg.data.loader as loader
 

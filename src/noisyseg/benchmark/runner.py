@@ -339,6 +339,8 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
     spec, cfg = load_benchmark(config, data=data, methods=methods, seeds=seeds, overrides=overrides,
                                benchmark_overrides={**(benchmark_overrides or {}),
                                                     **({"slurm": slurm} if slurm else {})})
+    if launcher == "slurm" and not spec.slurm.partition:
+        raise ConfigError("--launcher slurm: give --partition or benchmark.slurm.partition")
     out = Path(out)
     if spec.data and not spec.data.startswith(DEMO_PREFIX):
         spec = spec.model_copy(update={"data": str(Path(spec.data).expanduser().resolve())})

@@ -39,10 +39,12 @@ def default_num_workers(device_type: str) -> int:
 
 def _worker_signals(worker_id: int) -> None:
     """Workers leave Ctrl-C to the training process, which checkpoints and then shuts them
-    down, and exit with status 0 on SIGTERM (a worker killed by a signal makes the DataLoader
-    raise in the training process wherever it stands, before it can checkpoint)."""
+    down. SIGTERM ends a worker with status 0 by unwinding it (KeyboardInterrupt, which the
+    worker loop treats as a normal exit): a worker killed by the signal would make the
+    DataLoader raise in the training process wherever it stands, before it can checkpoint,
+    and one ended by `os._exit` may die holding a lock it shares with that process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 _LABEL_KEYS = ("label", "clean_label", "meta_label")
@@ -122,7 +124,8 @@ class _Fallback:
         if self.it is not None:
             try:
                 batch = next(self.it)
-            except RuntimeError as exc:  # a worker exited; a sampler error recurs below
+            except (RuntimeError, OSError, EOFError) as exc:  # a worker exited (perhaps mid-hand-over);
+                # an error of the sampler itself recurs below, in this process
                 warnings.warn(f"DataLoader workers stopped ({exc}); drawing batches in the training process",
                               stacklevel=2)
                 self.it = None
