@@ -155,3 +155,34 @@ def test_torchrun_two_cpu_processes_on_gloo(mni_small, tmp_path):
     info = json.loads((tmp_path / "r" / "run_info.json").read_text())
     assert info["world_size"] == 2
     assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_ctrl_c_to_the_process_group_with_workers_checkpoints_and_resumes(mni_small, tmp_path):
+    """As a terminal's Ctrl-C: SIGINT to the training process and its DataLoader workers."""
+    import signal
+    import time
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {patch_size: [96, 112], batch_size: 2, num_workers: 2}\n"
+                   "net: {channels: [8, 16, 32], features: 8}\n"
+                   "train: {max_steps: 400, val_every: 1000, log_every: 1, ckpt_every: 1000, device: cpu}\n")
+    cmd = [sys.executable, "-m", "noisyseg.cli", "train", "--data", str(mni_small), "--out", str(tmp_path / "r"),
+           "--config", str(cfg), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    started = tmp_path / "r" / "run_info.json"  # written just before the loop
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not started.is_file():
+        time.sleep(0.2)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in out and "Traceback" not in err
+    step = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"]
+    assert 0 < step < 400
+    res = subprocess.run(cmd + ["--resume", "--max-steps", str(step + 2)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == step + 2
