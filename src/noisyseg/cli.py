@@ -68,6 +68,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Launcher(str, Enum):
+    local = "local"
+    slurm = "slurm"
+    submitit_local = "submitit-local"
+
+
 class Convention(str, Enum):
     monai = "monai"
     medpy = "medpy"
@@ -96,7 +102,8 @@ def train(
     res = api.train(data=data, method=method, out=out, config=config, seed=seed, max_steps=max_steps,
                     device=device.value if device else None, resume=resume, clean_cases=clean_cases,
                     progress=not quiet)
-    typer.echo(res.message())
+    if res.is_main:  # under torchrun, one line for the run
+        typer.echo(res.message())
     if res.interrupted:
         raise typer.Exit(130)
 
@@ -257,21 +264,34 @@ def benchmark(
     seeds: Optional[int] = typer.Option(None, help="number of training seeds 0..N-1 (overrides benchmark.seeds)"),
     max_steps: Optional[int] = typer.Option(None, help="override train.max_steps of every run (smoke tests)"),
     device: Optional[Device] = typer.Option(None, help="overrides train.device"),
+    workers: Optional[int] = typer.Option(None, help="local runs at once (default: one per GPU, else 1); CPU "
+                                                     "runs share the cores equally (torch threads = cores / N)"),
+    threads: Optional[int] = typer.Option(None, help="torch threads of each run (default: cores / --workers); "
+                                                     "runs are bit-identical across launches with equal threads"),
+    launcher: Launcher = typer.Option(Launcher.local, help="local, slurm (submitit job array) or submitit-local"),
+    partition: Optional[str] = typer.Option(None, help="slurm: partition (overrides benchmark.slurm.partition)"),
+    time_min: Optional[int] = typer.Option(None, help="slurm: time limit of one run in minutes"),
+    gpus_per_job: Optional[int] = typer.Option(None, help="slurm: GPUs of one run"),
+    cpus_per_job: Optional[int] = typer.Option(None, help="slurm: CPU cores of one run"),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
     """Noise, train every method and seed, predict, evaluate on clean test labels: the papers' table.
 
     Writes results.csv, summary.md (mean ± std, best in bold, published numbers beside),
-    summary.json and figures/ into --out; finished method/seed runs are skipped on rerun.
+    summary.json and figures/ into --out; finished method/seed runs are skipped on rerun, and
+    two launches on one --out never train a run twice (each run is locked while it trains).
 
     Example: noisyseg benchmark --config configs/demo.yaml --out bench_demo"""
     from .benchmark import BenchmarkInterrupted, run_benchmark
 
     method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    slurm = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
+                               "cpus_per_job": cpus_per_job}.items() if v is not None}
     try:
         result = run_benchmark(config, out, data=data, methods=method_list, seeds=seeds, max_steps=max_steps,
                                overrides={"train": {"device": device.value}} if device else None,
-                               progress=not quiet)
+                               progress=not quiet, workers=workers, launcher=launcher.value.replace("-", "_"),
+                               slurm=slurm or None, threads=threads)
     except BenchmarkInterrupted as exc:
         typer.echo(f"noisyseg: interrupted: {exc}", err=True)
         raise typer.Exit(130)

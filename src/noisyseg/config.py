@@ -40,6 +40,13 @@ class DataConfig(StrictModel):
             this size (images linear, labels nearest) for training, and predict each slice
             at this size, the probabilities resized back to the input's own grid. None
             keeps each slice's size (patches are cropped or padded).
+        num_workers: DataLoader worker processes drawing batches ahead of the training
+            process (0: drawn in it); None chooses by the machine (see data/loader.py).
+            Batches do not depend on it.
+        in_memory: hold the training cases as arrays in the process's memory instead of
+            memory-mapped files (labels in their smallest integer type) in a temporary
+            folder of `cache_dir`; batches are the same either way.
+        cache_dir: where the memory-mapped cases are written (None: TMPDIR or /tmp).
     """
 
     spatial_dims: Literal[2, 3] | None = None
@@ -51,6 +58,9 @@ class DataConfig(StrictModel):
     augment: bool = True
     target_spacing: list[float] | None = None
     slice_size: list[int] | None = None
+    num_workers: int | None = Field(None, ge=0)
+    in_memory: bool = False
+    cache_dir: str | None = None
 
 
 class NetConfig(StrictModel):

@@ -123,6 +123,8 @@ def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench, tmp_pat
     changed = write_config(tmp_path / "p.yaml", mni_small, method_params={"clcs": {"tau": 0.5}})
     with pytest.raises(ConfigError, match="method parameters"):
         run_benchmark(changed, out, progress=False)
+    with pytest.raises(ConfigError, match="method parameters"):  # the same one line from a pool's job
+        run_benchmark(changed, out, progress=False, workers=2)
 
 
 def test_config_errors_are_one_clear_line(tmp_path, mni_small):
@@ -310,3 +312,73 @@ def test_paired_table_against_hand_computed_differences_and_recovery():
     assert f"+{100 * d.mean():.2f} ± {100 * d.std(ddof=1):.2f}" in row
     assert "3/4" in row  # x wins both seeds, y loses seed 0 (0.5 < 0.6) and wins seed 1
     assert f"+{np.mean(d / 0.3):.2f}" in row
+
+
+def test_parallel_and_submitit_launches_give_the_results_of_one_process(tmp_path, mni_small):
+    cfg = write_config(tmp_path / "p.yaml", mni_small, methods=["gce"])  # + the clean ceiling
+    run_benchmark(cfg, tmp_path / "seq", progress=False, threads=1)
+    run_benchmark(cfg, tmp_path / "pool", progress=False, workers=2, threads=1)
+    run_benchmark(cfg, tmp_path / "sub", progress=False, launcher="submitit_local", threads=1)
+    seq = _rows(tmp_path / "seq")
+    assert len(seq) == 2 * 3 * 2
+    assert _rows(tmp_path / "pool") == seq and _rows(tmp_path / "sub") == seq
+    assert list((tmp_path / "sub" / "submitit").iterdir())  # the jobs went through submitit
+
+
+def test_two_launches_on_one_folder_train_each_run_once(tmp_path, mni_small):
+    import os
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path / "l.yaml", mni_small, methods=["supervised"])
+    cmd = [sys.executable, "-m", "noisyseg.cli", "benchmark", "--config", str(cfg), "--out", str(tmp_path / "out"),
+           "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=400) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1][-1500:] for r in results]
+    runs = sorted((tmp_path / "out" / "runs").glob("*/*/seed0"))
+    assert len(runs) == 2
+    for run in runs:  # one training each: one TensorBoard event file, not two writers in one folder
+        assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1, run
+    assert results[0][0].split("results.csv")[0] == results[1][0].split("results.csv")[0]  # the same table
+
+
+def test_slurm_launch_submits_one_array_with_the_resources_asked(tmp_path, mni_small, monkeypatch):
+    """SLURM itself is absent here: a stand-in for submitit's AutoExecutor records what the
+    benchmark asks for and runs the jobs in this process."""
+    import submitit
+
+    seen: dict = {}
+
+    class Done:
+        def __init__(self, value):
+            self.value, self.job_id = value, "1_0"
+
+        def result(self):
+            return self.value
+
+    class FakeExecutor:
+        def __init__(self, folder, cluster):
+            seen["cluster"], seen["folder"] = cluster, str(folder)
+
+        def update_parameters(self, **kw):
+            seen.update(kw)
+
+        def map_array(self, fn, jobs):
+            seen["n_jobs"] = len(jobs)
+            return [Done(fn(j)) for j in jobs]
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    cfg = write_config(tmp_path / "s.yaml", mni_small, methods=["supervised"], clean_ceiling=False,
+                       slurm={"partition": "from-config", "max_parallel": 4, "additional": {"account": "lab"}})
+    with pytest.raises(ConfigError, match="partition"):
+        run_benchmark(write_config(tmp_path / "n.yaml", mni_small), tmp_path / "none", launcher="slurm",
+                      progress=False)
+    assert not (tmp_path / "none").exists()  # refused before anything was written
+    run_benchmark(cfg, tmp_path / "out", launcher="slurm", slurm={"partition": "gpu", "time_min": 30}, progress=False)
+    assert seen["cluster"] == "slurm" and seen["n_jobs"] == 1
+    assert seen["slurm_partition"] == "gpu" and seen["timeout_min"] == 30  # the command line wins
+    assert seen["slurm_array_parallelism"] == 4 and seen["slurm_account"] == "lab" and seen["gpus_per_node"] == 1
+    assert (tmp_path / "out" / "runs" / "1" / "supervised" / "seed0" / "result.json").is_file()

@@ -17,17 +17,24 @@ def _log_without_timing(path):
         return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in csv.DictReader(fh)]
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(mni_small, tmp_path, tiny):
+@pytest.mark.parametrize("workers", [(0, 0, 0), (0, 2, 1)])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(mni_small, tmp_path, tiny, workers):
+    """(uninterrupted, first part, resumed part) DataLoader workers: the count changes nothing."""
     over = tiny(max_steps=12)
-    api.train(data=mni_small, out=tmp_path / "a", overrides=over, progress=False)
+
+    def with_workers(n):
+        return {**over, "data": {**over["data"], "num_workers": n}}
+
+    api.train(data=mni_small, out=tmp_path / "a", overrides=with_workers(workers[0]), progress=False)
     from noisyseg.engine.trainer import train as engine_train
 
-    cfg = api.make_config(None, overrides=over)
+    cfg = api.make_config(None, overrides=with_workers(workers[1]))
     ds = api.open_data(mni_small)
     first = engine_train(cfg, ds, tmp_path / "b", progress=False, stop_at_step=7)
     assert first.interrupted and first.steps_done == 7
     assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 7
-    res = api.train(data=mni_small, out=tmp_path / "b", overrides=over, resume=True, progress=False)
+    res = api.train(data=mni_small, out=tmp_path / "b", overrides=with_workers(workers[2]), resume=True,
+                    progress=False)
     assert res.steps_done == 12 and not res.interrupted
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
@@ -37,6 +44,17 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(mni_small, tmp_path, ti
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert _log_without_timing(tmp_path / "a" / "train_log.csv") == _log_without_timing(tmp_path / "b" / "train_log.csv")
+
+
+def test_memory_mapped_and_in_memory_cases_train_the_same_weights(phantom3d, tmp_path):
+    over = {"data": {"patch_size": [16, 16, 16], "batch_size": 2, "num_workers": 1},
+            "net": {"channels": [4, 8], "features": 4}, "train": {"max_steps": 4, "val_every": 4}}
+    api.train(data=phantom3d, out=tmp_path / "mapped", overrides=over, progress=False)
+    over["data"]["in_memory"] = True
+    api.train(data=phantom3d, out=tmp_path / "memory", overrides=over, progress=False)
+    a = load_checkpoint(tmp_path / "mapped" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(tmp_path / "memory" / "checkpoints" / "last.pt")["method"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_is_complete_and_loads_with_weights_only(mni_small, tmp_path, tiny):
@@ -133,6 +151,7 @@ def test_torchrun_two_cpu_processes_on_gloo(mni_small, tmp_path):
                            "-m", "noisyseg.cli", "train", "--data", str(mni_small), "--out", str(tmp_path / "r"),
                            "--config", str(cfg), "--quiet"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done:") == 1 and "-inf" not in proc.stdout  # rank 0 reports, with its Dice
     info = json.loads((tmp_path / "r" / "run_info.json").read_text())
     assert info["world_size"] == 2
     assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 4
@@ -153,3 +172,34 @@ def test_text_log_keeps_early_lines_and_every_warning(tmp_path):
     lines = (tmp_path / "train.log").read_text().splitlines()
     assert [line.split(" ", 2)[2] for line in lines][0] == "loading"
     assert "warning: UserWarning: spacing differs" in lines[1] and lines[2].endswith("done: 3 steps")
+
+
+def test_ctrl_c_to_the_process_group_with_workers_checkpoints_and_resumes(mni_small, tmp_path):
+    """As a terminal's Ctrl-C: SIGINT to the training process and its DataLoader workers."""
+    import signal
+    import time
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {patch_size: [96, 112], batch_size: 2, num_workers: 2}\n"
+                   "net: {channels: [8, 16, 32], features: 8}\n"
+                   "train: {max_steps: 400, val_every: 1000, log_every: 1, ckpt_every: 1000, device: cpu}\n")
+    cmd = [sys.executable, "-m", "noisyseg.cli", "train", "--data", str(mni_small), "--out", str(tmp_path / "r"),
+           "--config", str(cfg), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    started = tmp_path / "r" / "run_info.json"  # written just before the loop
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not started.is_file():
+        time.sleep(0.2)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in out and "Traceback" not in err
+    step = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"]
+    assert 0 < step < 400
+    res = subprocess.run(cmd + ["--resume", "--max-steps", str(step + 2)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == step + 2

@@ -12,7 +12,10 @@ Layout of the output folder (everything a later run needs to resume)::
 A run whose `result.json` exists is skipped; a run with a checkpoint but no result is
 resumed (`--resume` semantics, bit-identical on CPU); anything else in a run folder is
 an interrupted start and is cleared. Noisy datasets are reused once complete (they are
-written atomically).
+written atomically). The results folder is the single source of truth for every launcher
+(launch.py): each run is trained under an flock on `OUT/runs/<level>/<method>/seed<k>.lock`
+and the preparation and summary under `OUT/.benchmark.lock`, so two launches on one folder
+never train a run twice.
 """
 
 from __future__ import annotations
@@ -31,11 +34,10 @@ from ..config import RunConfig
 from ..data.case import Case, Dataset, resolve_trusted_ids
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
+from .launch import BenchmarkInterrupted, file_lock, local_gpus, run_pool, run_submitit
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
 
-class BenchmarkInterrupted(Exception):
-    """Training of one run stopped on a signal; its checkpoint is kept and a rerun of the same
-    benchmark resumes it (the run is not evaluated or recorded as finished)."""
+__all__ = ["BenchmarkInterrupted", "BenchmarkResult", "RunKey", "run_benchmark"]
 
 
 @dataclass
@@ -87,8 +89,9 @@ def _pick(ids: list[str], n: int, seed: int, salt: int, groups: dict[str, str] |
 
 
 def test_refs(spec: BenchmarkSpec, ds: Dataset) -> list:
-    """The dataset's own cases of the benchmark's test split ('test' or 'val')."""
-    return ds.split(spec.split.test_split)
+    """The dataset's own cases of the benchmark's test split ('test' or 'val'); the test cases
+    when that split is empty (a copy written by the benchmark holds its test cases as test)."""
+    return ds.split(spec.split.test_split) or ds.test
 
 
 def prepare_data(spec: BenchmarkSpec, ds: Dataset, out: Path, progress: bool) -> tuple[Path, Dataset, list[str]]:
@@ -246,6 +249,44 @@ def plan_runs(spec: BenchmarkSpec) -> list[RunKey]:
     return keys
 
 
+@dataclass
+class Job:
+    """One run of the benchmark and everything a fresh process needs to do it."""
+
+    out: Path
+    key: RunKey
+    data_dir: Path
+    clean_dir: Path
+    trusted_file: Path
+    spec: BenchmarkSpec
+    cfg: RunConfig
+    max_steps: int | None
+    progress: bool = False
+    threads: int | None = None  # torch threads of the run (None: this process's setting)
+
+
+def run_job(job: Job, test_cases: list[Case] | None = None) -> dict:
+    """One run under the lock of its folder (`<run>.lock` beside it): skipped when finished,
+    resumed from its checkpoint, or trained; then evaluated. Returns its result record."""
+    import torch
+
+    from ..data import open_dataset
+
+    run_dir = job.key.folder(job.out)
+    before = torch.get_num_threads()
+    try:
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        with file_lock(run_dir.parent / f"{run_dir.name}.lock"):
+            ds = open_dataset(job.clean_dir)
+            if test_cases is None and not (run_dir / "result.json").is_file():
+                test_cases = [r.load() for r in test_refs(job.spec, ds)]
+            return run_one(job.key, job.data_dir, job.cfg, job.spec, job.out, job.trusted_file, test_cases or [],
+                           ds, job.max_steps, job.progress)
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -259,10 +300,13 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
 
     def core(d: dict) -> dict:
         b = dict(d.get("benchmark", {}))
-        for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params"):
+        for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params",
+                  "slurm"):
             b.pop(k, None)
         train = {k: v for k, v in d.get("train", {}).items() if k != "device"}  # where it runs changes nothing
-        return {**d, "benchmark": b, "train": train}
+        data = {k: v for k, v in d.get("data", {}).items()  # nor how batches are fed
+                if k not in ("num_workers", "in_memory", "cache_dir")}
+        return {**d, "benchmark": b, "train": train, "data": data}
 
     if core(old) != core(resolved):
         raise ConfigError(f"{out}: holds a different benchmark (data, noise, split or training config changed); "
@@ -271,7 +315,8 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
 
 def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = None, methods: list[str] | None = None,
                   seeds: int | None = None, max_steps: int | None = None, overrides: dict | None = None,
-                  benchmark_overrides: dict | None = None, progress: bool = True) -> BenchmarkResult:
+                  benchmark_overrides: dict | None = None, progress: bool = True, workers: int | None = None,
+                  launcher: str = "local", slurm: dict | None = None, threads: int | None = None) -> BenchmarkResult:
     """Run (or resume) a benchmark config into `out`; returns the summary table.
 
     Args:
@@ -282,12 +327,31 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
         overrides: nested config overrides applied to the training config.
         benchmark_overrides: nested overrides of the `benchmark:` mapping (e.g. a smaller
             sfda source run in tests).
+        workers: local jobs at once (`launcher='local'`); None: one per GPU, else 1. With
+            1 the runs train in this process, one after another.
+        launcher: 'local', 'slurm' (submitit; resources from benchmark.slurm and `slurm`)
+            or 'submitit_local' (submitit's local executor).
+        slurm: overrides of benchmark.slurm (partition, time_min, gpus_per_job, ...).
+        threads: torch threads of each run (None: cores / workers locally, this process's
+            setting with one worker, benchmark.slurm.cpus_per_job on SLURM). On a CPU the
+            thread count changes float rounding, so runs are bit-identical across launches
+            with the same `threads`.
     """
+    from ..data.loader import available_cores
     from .summary import write_summary
 
     t0 = time.perf_counter()
+    if launcher not in ("local", "slurm", "submitit_local"):
+        raise ConfigError(f"--launcher: unknown launcher '{launcher}'; choose local or slurm")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     spec, cfg = load_benchmark(config, data=data, methods=methods, seeds=seeds, overrides=overrides,
-                               benchmark_overrides=benchmark_overrides)
+                               benchmark_overrides={**(benchmark_overrides or {}),
+                                                    **({"slurm": slurm} if slurm else {})})
+    if launcher == "slurm" and not spec.slurm.partition:
+        raise ConfigError("--launcher slurm: give --partition or benchmark.slurm.partition")
     out = Path(out)
     if spec.data and not spec.data.startswith(DEMO_PREFIX):
         spec = spec.model_copy(update={"data": str(Path(spec.data).expanduser().resolve())})
@@ -296,27 +360,47 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
     _check_same_benchmark(out, resolved)
     from ..data import open_dataset
 
-    source = _demo_data(spec, out) if spec.data.startswith(DEMO_PREFIX) else Path(spec.data)
-    source_ds = open_dataset(source)  # a bad folder fails before anything is written
+    demo = spec.data.startswith(DEMO_PREFIX)
+    source_ds = None if demo else open_dataset(Path(spec.data))  # a bad folder fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "benchmark.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
-
-    clean_dir, ds, trusted = prepare_data(spec, source_ds, out, progress)
-    trusted_file = out / "trusted.txt"
-    with atomic_path(trusted_file) as tmp:
-        tmp.write_text("".join(f"{i}\n" for i in trusted))
-    test_cases = [r.load() for r in (test_refs(spec, ds) if ds is source_ds else ds.test)]
-    if not test_cases or any(c.label is None for c in test_cases):
-        raise DataError(f"{clean_dir}: the benchmark needs labelled test cases")
-    noisy_dirs = {level_key(lv): make_noisy(spec, clean_dir, lv, trusted_file, out, progress)
-                  for lv in spec.noise.levels}
-    records = []
-    keys = plan_runs(spec)
-    for key in tqdm(keys, desc="benchmark runs", disable=not progress):
-        data_dir = clean_dir if key.level == "clean" else noisy_dirs[key.level]
-        records.append(run_one(key, data_dir, cfg, spec, out, trusted_file, test_cases, ds, max_steps, progress))
-    table, rows = write_summary(out, spec, records, ds, clean_dir, noisy_dirs, test_cases,
-                                seconds=time.perf_counter() - t0)
+    with file_lock(out / ".benchmark.lock"):  # another launch may be preparing the same folder
+        _check_same_benchmark(out, resolved)
+        if demo:
+            source_ds = open_dataset(_demo_data(spec, out))
+        with atomic_path(out / "benchmark.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        clean_dir, ds, trusted = prepare_data(spec, source_ds, out, progress)
+        trusted_file = out / "trusted.txt"
+        with atomic_path(trusted_file) as tmp:
+            tmp.write_text("".join(f"{i}\n" for i in trusted))
+        test_cases = [r.load() for r in test_refs(spec, ds)]
+        if not test_cases or any(c.label is None for c in test_cases):
+            raise DataError(f"{clean_dir}: the benchmark needs labelled test cases")
+        noisy_dirs = {level_key(lv): make_noisy(spec, clean_dir, lv, trusted_file, out, progress)
+                      for lv in spec.noise.levels}
+    jobs = [Job(out, key, clean_dir if key.level == "clean" else noisy_dirs[key.level], clean_dir, trusted_file,
+                spec, cfg, max_steps, progress=False, threads=threads) for key in plan_runs(spec)]
+    names = [str(j.key.folder(out)) for j in jobs]
+    if launcher == "local":
+        gpus = local_gpus(cfg.train.device)
+        n = workers or max(1, gpus)
+        if n == 1:
+            records = []
+            for job in tqdm(jobs, desc="benchmark runs", disable=not progress):
+                job.progress = progress
+                records.append(run_job(job, test_cases))
+        else:
+            for job in jobs:
+                job.threads = job.threads or max(1, available_cores() // n)
+            records = run_pool(run_job, jobs, names, n, gpus, progress)
+    else:
+        cluster = "slurm" if launcher == "slurm" else "local"
+        cores = spec.slurm.cpus_per_job if cluster == "slurm" else min(spec.slurm.cpus_per_job, available_cores())
+        for job in jobs:
+            job.threads = job.threads or cores
+        records = run_submitit(run_job, jobs, names, cluster=cluster, slurm=spec.slurm, folder=out / "submitit",
+                               job_name=f"noisyseg-{out.name}", progress=progress)
+    with file_lock(out / ".benchmark.lock"):
+        table, rows = write_summary(out, spec, records, ds, clean_dir, noisy_dirs, test_cases,
+                                    seconds=time.perf_counter() - t0)
     return BenchmarkResult(out, table, rows, time.perf_counter() - t0)
-

@@ -86,6 +86,28 @@ class SplitSpec(StrictModel):
     seed: int = 0
 
 
+class SlurmSpec(StrictModel):
+    """SLURM resources of each job (`--launcher slurm`; the command line wins).
+
+    Args:
+        partition: the SLURM partition.
+        time_min: wall-clock limit of one job in minutes.
+        gpus_per_job: GPUs of one job.
+        cpus_per_job: CPU cores of one job (DataLoader workers and torch threads).
+        mem_gb: memory of one job.
+        max_parallel: jobs of the array running at once (None: no limit).
+        additional: further submitit `slurm_*` parameters, e.g. {account: X, qos: Y}.
+    """
+
+    partition: str | None = None
+    time_min: int = Field(240, ge=1)
+    gpus_per_job: int = Field(1, ge=0)
+    cpus_per_job: int = Field(8, ge=1)
+    mem_gb: int | None = Field(None, ge=1)
+    max_parallel: int | None = Field(None, ge=1)
+    additional: dict[str, Any] = Field(default_factory=dict)
+
+
 class BenchmarkSpec(StrictModel):
     """A benchmark: data, noise, methods, seeds, and the published numbers to compare.
 
@@ -105,6 +127,7 @@ class BenchmarkSpec(StrictModel):
             is 'all' or a level such as '0.4'. Dice and IoU in %, HD95 and ASD in mm.
         reported_source: where `reported` comes from (shown under the table).
         overlay_slices: test cases shown in the overlay grid.
+        slurm: resources of each job under `--launcher slurm` (see SlurmSpec).
     """
 
     name: str = "benchmark"
@@ -119,6 +142,7 @@ class BenchmarkSpec(StrictModel):
     reported: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
     reported_source: str = ""
     overlay_slices: int = Field(3, ge=0)
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
     @field_validator("seeds", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ _MAX_FG_COORDS = 20000
 @dataclass
 class _Item:
     image: np.ndarray  # (C, *S)
-    label: np.ndarray  # (*S) int64
+    label: np.ndarray  # (*S) class indices (int64, or the compact type of a memory-mapped case)
     clean_label: np.ndarray | None
     fg_coords: list[np.ndarray]  # per present foreground class, (M, D) voxel coordinates
 
@@ -34,7 +34,7 @@ def _fg_coords(label: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         idx = np.argwhere(label == k)
         if len(idx) > _MAX_FG_COORDS:
             idx = idx[rng.choice(len(idx), _MAX_FG_COORDS, replace=False)]
-        coords.append(idx)
+        coords.append(idx.astype(np.int32))  # half of argwhere's int64 per stored voxel
     return coords
 
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, save_config
 from ..data.case import Case, Dataset
+from ..data.loader import default_num_workers, step_batches, to_device
 from ..data.sampling import PatchSampler
 from ..errors import ConfigError, DataError
 from ..io import atomic_path
@@ -42,6 +43,7 @@ class TrainResult:
     best_score: float
     best_step: int
     interrupted: bool = False
+    is_main: bool = True  # rank 0 under torchrun (the process that reports)
 
     def message(self) -> str:
         """The one-line outcome the console and ``train.log`` show."""
@@ -122,16 +124,24 @@ def build_method(cfg: RunConfig, in_channels: int, num_classes: int, dims: int) 
     return cls(params, net_factory(cfg.net, dims, in_channels, num_classes), num_classes, dims)
 
 
-def load_cases(refs, desc: str, show: bool, cfg: RunConfig, dims: int) -> list[Case]:
-    """Load cases, resampled to `data.target_spacing` and resized to `data.slice_size` when set."""
+def load_cases(refs, desc: str, show: bool, cfg: RunConfig, dims: int, *, mapped: bool = False) -> list[Case]:
+    """Load cases, resampled to `data.target_spacing` and resized to `data.slice_size` when set;
+    with `mapped`, each is written to a temporary folder in `data.cache_dir` and memory-mapped
+    (data/store.py), one case in memory at a time. The folder is removed at once: the maps stay
+    valid while in use."""
     from ..data.resample import resample_case, resize_case
+    from ..data.store import CaseStore
 
     def prepared(case: Case) -> Case:
         case = resample_case(case, cfg.data.target_spacing)
         slice_axis = cfg.data.slice_axis if case.image.ndim - 1 > dims else None
         return resize_case(case, cfg.data.slice_size, slice_axis)
 
-    return [prepared(r.load()) for r in tqdm(refs, desc=desc, disable=not show, leave=False)]
+    refs = tqdm(refs, desc=desc, disable=not show, leave=False)
+    if not mapped:
+        return [prepared(r.load()) for r in refs]
+    with CaseStore(cfg.data.cache_dir) as store:
+        return [store.put(prepared(r.load())) for r in refs]
 
 
 def mean_foreground_dice(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
@@ -169,6 +179,8 @@ def _comparable(cfg_dict: dict) -> dict:
     d = json.loads(json.dumps(cfg_dict))
     d["train"].pop("max_steps", None)
     d["train"].pop("device", None)
+    for k in ("num_workers", "in_memory", "cache_dir"):  # batches do not depend on them
+        d["data"].pop(k, None)
     return d
 
 
@@ -236,7 +248,8 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
     train_ids, val_ids = split_train_val(all_ids, cfg.data.val_fraction, cfg.train.seed, set(trusted),
                                          dataset.groups)
     refs = {r.id: r for r in dataset.train}
-    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, cfg, dims)
+    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, cfg, dims,
+                             mapped=not cfg.data.in_memory)
     val_cases = load_cases([refs[i] for i in val_ids[: cfg.train.val_max_cases]], "loading validation cases", show,
                            cfg, dims)
     by_id = {c.id: c for c in train_cases}
@@ -259,10 +272,13 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
         scaler.load_state_dict(state["scaler"])
         start, best_score, best_step = int(state["step"]), float(state["best_score"]), int(state["best_step"])
         set_rng_state(state["rng"])
-    if dinfo.enabled:
+    use_ddp = dinfo.enabled and method_cls.ddp_compatible
+    step_fn = dist_utils.ddp_training_step(method, device) if use_ddp else method.training_step
+    if dinfo.enabled and not use_ddp:
         dist_utils.broadcast_parameters(method)
 
     info = data_info(dataset, dims, patch, cfg)
+    dist_utils.barrier(dinfo)  # every process has checked the run folder before it is made
     if dinfo.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -276,6 +292,7 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
                    f"{dims}D patches {patch}): {len(train_ids)} training, {len(val_ids)} validation, "
                    f"{len(trusted)} trusted cases; device {device}; steps {start}..{cfg.train.max_steps}; "
                    f"seed {cfg.train.seed}")
+    dist_utils.barrier(dinfo)
     logger = RunLogger(run_dir / "train_log.csv", run_dir / "tb", resume_step=start) if dinfo.is_main else None
 
     def checkpoint(step_next: int, name: str = "last.pt") -> None:
@@ -310,29 +327,30 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
             out["val/dice_clean"] = float(np.nanmean(clean))
         return out
 
+    num_workers = cfg.data.num_workers if cfg.data.num_workers is not None else default_num_workers(device.type)
     step = start
     interrupted = False
     bar = tqdm(total=cfg.train.max_steps, initial=start, desc=f"train {cfg.method.name}", disable=not show,
                dynamic_ncols=True)
     method.train()
     t0 = time.perf_counter()
+    data_wait = 0.0
     with _StopFlag() as stop:
+        batches = step_batches(sampler, meta_sampler, rank=dinfo.rank, start=start, max_steps=cfg.train.max_steps,
+                               num_workers=num_workers, pin_memory=device.type == "cuda")
         while step < cfg.train.max_steps:
             sinfo = StepInfo(step, cfg.train.max_steps)
             lr = set_poly_lr(optimizer, cfg, step)
-            batch = {k: v.to(device, non_blocking=True) for k, v in sampler.batch(step, dinfo.rank).items()}
-            if meta_sampler is not None:
-                meta = meta_sampler.batch(step, dinfo.rank)
-                batch["meta_image"], batch["meta_label"] = meta["image"].to(device), meta["label"].to(device)
-                if "valid" in meta:
-                    batch["meta_valid"] = meta["valid"].to(device)
+            t_wait = time.perf_counter()
+            batch = to_device(next(batches), device)
+            data_wait += time.perf_counter() - t_wait
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = method.training_step(batch, sinfo)
+                out = step_fn(batch, sinfo)
             if not torch.isfinite(out.loss):
                 raise RuntimeError(f"loss became {out.loss.item()} at step {step}; lower optim.lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
-            if dinfo.enabled:
+            if dinfo.enabled and not use_ddp:
                 dist_utils.average_gradients(method, dinfo.world_size)
             scaler.step(optimizer)
             scaler.update()
@@ -342,7 +360,8 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
 
             if logger is not None and (step % cfg.train.log_every == 0 or step == cfg.train.max_steps):
                 logger.log(step, {"loss": out.loss.item(), "lr": lr, **out.logs,
-                                  "time/step_s": (time.perf_counter() - t0) / max(step - start, 1)})
+                                  "time/step_s": (time.perf_counter() - t0) / max(step - start, 1),
+                                  "time/data_wait_s": data_wait / max(step - start, 1)})
                 bar.set_postfix(loss=f"{out.loss.item():.3f}")
             if step % cfg.train.val_every == 0 or step == cfg.train.max_steps:
                 if dinfo.is_main and val_cases:
@@ -354,19 +373,23 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
                         save_best(step)
             if stop_at_step is not None and step >= stop_at_step and step < cfg.train.max_steps:
                 stop.requested = True
-            if stop.requested or step % cfg.train.ckpt_every == 0 or step == cfg.train.max_steps:
+            # a signal may reach one process only: all stop after the step any of them was asked to
+            stopping = dist_utils.any_rank(stop.requested, dinfo, device) and step < cfg.train.max_steps
+            if stopping or step % cfg.train.ckpt_every == 0 or step == cfg.train.max_steps:
                 checkpoint(step)
                 if logger is not None:
                     logger.flush()
-            if stop.requested:
+            if stopping:
                 interrupted = True
                 break
+        del batches  # shuts the workers down
     bar.close()
     if dinfo.enabled:
         dist_utils.check_in_sync(method)
     if not val_cases and dinfo.is_main:
         save_best(step)
         best_step = step
+    best_score, best_step = dist_utils.from_main((best_score, best_step), dinfo)  # validation runs on rank 0
     if logger is not None:
         logger.close()
         if not interrupted:
@@ -374,8 +397,10 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
 
             plot_training_curves(run_dir / "train_log.csv", run_dir / "figures" / "training_curves.png")
             method.eval()
-            method.write_figures(run_dir / "figures", (val_cases or train_cases)[:4], device)
-    return TrainResult(run_dir, step, best_score, best_step, interrupted)
+            from ..data.store import in_memory
+
+            method.write_figures(run_dir / "figures", val_cases[:4] or [in_memory(c) for c in train_cases[:4]], device)
+    return TrainResult(run_dir, step, best_score, best_step, interrupted, dinfo.is_main)
 
 
 def make_optimizer(cfg: RunConfig, method: Method) -> torch.optim.Optimizer:

@@ -74,6 +74,9 @@ class Method(nn.Module):
     Params: ClassVar[type[StrictModel]] = NoParams
     needs_trusted: ClassVar[bool] = False
     supports_amp: ClassVar[bool] = True
+    # False when training_step takes parameter gradients itself (torch.autograd.grad):
+    # torchrun then averages gradients after backward instead of through DDP
+    ddp_compatible: ClassVar[bool] = True
 
     def __init__(self, params: StrictModel, make_net: Callable[[], SegNet], num_classes: int, spatial_dims: int):
         super().__init__()

@@ -65,6 +65,7 @@ class L2B(Method):
     Params = L2BParams
     needs_trusted = True
     supports_amp = False
+    ddp_compatible = False  # the look-ahead's torch.autograd.grad (see engine/distributed.py)
 
     def __init__(self, params: L2BParams, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)

@@ -196,6 +196,7 @@ class MetaDCSeg(Method):
     Params = MetaDCSegParams
     needs_trusted = True
     supports_amp = False
+    ddp_compatible = False  # the look-ahead's torch.autograd.grad (see engine/distributed.py)
 
     def __init__(self, params, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)
