@@ -19,9 +19,7 @@ from .errors import ConfigError
 from .io import atomic_path
 
 DEMO_METHODS = ["supervised", "clcs", "metadcseg"]
-# [choice] CLCS's lineage default lambda_nbl = 1 let the RCE term pull suspected-noisy pixels
-# back to their labels on small data (see methods/clcs.py); the demo uses 0.1.
-METHOD_PARAMS = {"clcs": {"lambda_nbl": 0.1}}
+METHOD_PARAMS: dict[str, dict] = {}  # every method with its defaults
 
 
 @dataclass

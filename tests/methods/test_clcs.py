@@ -196,9 +196,11 @@ def test_registered_and_params_validated():
         validate_method(MethodConfig(name="clcs", params={"inference": "max"}))
     with pytest.raises(ConfigError, match="unknown option"):
         validate_method(MethodConfig(name="clcs", params={"lamda_dis": 1.0}))
-    assert make_method(dims=2).use_dice is False
-    assert make_method(dims=3).use_dice is True
-    assert make_method({"dice_in_clean_loss": True}, dims=2).use_dice is True
+    assert make_method(dims=2).use_dice is True and make_method(dims=3).use_dice is True  # default: on
+    assert make_method({"dice_in_clean_loss": None}, dims=2).use_dice is False  # the lineage's 3D-only form
+    assert make_method({"dice_in_clean_loss": None}, dims=3).use_dice is True
+    defaults = make_method().params
+    assert (defaults.status, defaults.lambda_nbl) == ("predicted", 0.1)
 
 
 def test_two_branches_start_from_different_weights():
@@ -208,7 +210,7 @@ def test_two_branches_start_from_different_weights():
 
 
 def test_warmup_is_plain_ce_dice_on_both_branches_and_updates_the_ema():
-    m = make_method({"warmup_fraction": 0.5, "ema_momentum": 0.9, "tau": 0.4})  # low tau: many confident
+    m = make_method({"warmup_fraction": 0.5, "ema_momentum": 0.9, "tau": 0.4, "status": "count"})  # low tau
     m.sigma.fill_(0.5)
     batch = small_batch()
     out = m.training_step(batch, StepInfo(step=4, max_steps=10))
@@ -223,7 +225,7 @@ def test_warmup_is_plain_ce_dice_on_both_branches_and_updates_the_ema():
 
 
 def test_step_with_all_pixels_clean_is_ce_plus_discrepancy():
-    m = make_method()  # sigma = 0 -> all thresholds 0 -> every pixel clean, NBL = 0
+    m = make_method({"dice_in_clean_loss": False})  # sigma = 0 -> all thresholds 0 -> every pixel clean, NBL = 0
     batch = small_batch()
     out = m.training_step(batch, StepInfo(step=50, max_steps=100))
     with torch.no_grad():
@@ -371,8 +373,9 @@ def one_thread():
 
 @pytest.mark.slow
 def test_clcs_selects_cleaner_pixels_and_beats_supervised_on_eroded_labels(tmp_path, one_thread):
-    """Measured while developing (150 steps, Dice on clean test labels, supervised vs CLCS with
-    lambda_nbl=0.1): seed 0: 0.71 vs 0.98, seed 1: 0.77 vs 0.98, seed 2: 0.68 vs 0.97.
+    """CLCS with its defaults against supervised (150 steps, Dice on clean test labels). Measured
+    with the earlier count form and lambda_nbl=0.1: seed 0: 0.71 vs 0.98, seed 1: 0.77 vs 0.98,
+    seed 2: 0.68 vs 0.97.
     With the lineage default lambda_nbl=1 (200 steps) CLCS was *not* better (seeds 0/1/2:
     0.67/0.75/0.55 vs supervised 0.68/0.76/0.57): the RCE term (coefficient β·|log 1e-4| ≈ 4.6)
     drives the suspected-noisy pixels back to their labels until the noise is memorised;
@@ -386,7 +389,7 @@ def test_clcs_selects_cleaner_pixels_and_beats_supervised_on_eroded_labels(tmp_p
             "optim": {"lr": 3e-3},
             "train": {"log_every": 10, "val_every": 10**6, "ckpt_every": 10**6, "seed": 0}}
     dice = {}
-    for method, params in (("supervised", {}), ("clcs", {"lambda_nbl": 0.1})):
+    for method, params in (("supervised", {}), ("clcs", {})):  # defaults
         run = tmp_path / method
         api.train(data=data, out=run, method=method, max_steps=150, device="cpu", progress=False,
                   overrides={**over, "method": {"params": params}})
@@ -407,7 +410,8 @@ def test_clcs_selects_cleaner_pixels_and_beats_supervised_on_eroded_labels(tmp_p
         return float(np.mean([float(r[key]) for r in last]))
 
     assert mean("selection/precision") > mean("selection/base_rate") + 0.03
-    # the majority class (background) reaches tau; the minority class keeps a lower threshold
+    # the background reaches tau; the organ's threshold follows its own learning status (the
+    # literal count form would keep it near its share of the image, about 0.1, and trust all its labels)
     assert mean("threshold/c0") == pytest.approx(0.95, abs=1e-3)
-    assert mean("threshold/c1") < 0.5
+    assert 0.3 < mean("threshold/c1") <= 0.95
     assert (tmp_path / "clcs" / "figures" / "clcs_curriculum.png").stat().st_size > 0

@@ -3,7 +3,7 @@
 Two networks (same architecture, different initialisation) on the given labels ỹ
 (docs/reference.md §1): probability voting p̄ = ½(p¹ + p²); per-class curriculum thresholds
 T(c) = τ·β(c)/(2 − β(c)), β(c) = σ(c)/max σ, σ the EMA learning status of each class
-(`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE (+ soft Dice, 3D by default), the
+(`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE + soft Dice, the
 others the Noise Balance Loss w·[α·CE + β·RCE], w = sg(p̄(ỹ)); a discrepancy loss on the last
 decoder features keeps the branches apart. L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a
 warm-up of CE + Dice on all pixels; inference averages both branches' softmax.
@@ -201,27 +201,28 @@ class CLCSParams(StrictModel):
     Args:
         tau: confidence level τ of the curriculum thresholds (the best-learnt class's threshold).
         ema_momentum: momentum of the EMA of the learning status σ.
-        status: what σ(c) measures (see `learning_status`): 'count' (FlexMatch's literal
-            count, a share of all pixels) or a share relative to the class itself.
+        status: what σ(c) measures (see `learning_status`): 'predicted' (default: the
+            confident share of the pixels predicted as c), 'count' (FlexMatch's literal
+            count, a share of all pixels: the paper's lineage), 'labelled' or 'confidence'.
         lambda_dis: weight of the discrepancy loss.
         lambda_nbl: weight of the Noise Balance Loss.
         nbl_alpha: α, weight of CE inside the NBL.
         nbl_beta: β, weight of reverse CE inside the NBL.
         warmup_fraction: share of max_steps trained with plain CE + Dice on all pixels.
-        dice_in_clean_loss: add soft Dice on the clean pixels to the clean CE; None = only
-            for 3D training.
+        dice_in_clean_loss: add soft Dice on the clean pixels to the clean CE (default on in
+            2D and 3D); None = only for 3D training (the lineage's form).
         inference: 'mean' of the two branches' softmax, or one branch alone.
     """
 
     tau: float = Field(0.95, gt=0.0, le=1.0)
     ema_momentum: float = Field(0.99, ge=0.0, lt=1.0)
-    status: Literal["count", "predicted", "labelled", "confidence"] = "count"
+    status: Literal["count", "predicted", "labelled", "confidence"] = "predicted"
     lambda_dis: float = Field(1.0, ge=0.0)
-    lambda_nbl: float = Field(1.0, ge=0.0)
+    lambda_nbl: float = Field(0.1, ge=0.0)
     nbl_alpha: float = Field(0.5, ge=0.0)
     nbl_beta: float = Field(0.5, ge=0.0)
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    dice_in_clean_loss: bool | None = None
+    dice_in_clean_loss: bool | None = True
     inference: Literal["mean", "branch1", "branch2"] = "mean"
 
 
