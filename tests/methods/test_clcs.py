@@ -196,9 +196,8 @@ def test_registered_and_params_validated():
         validate_method(MethodConfig(name="clcs", params={"inference": "max"}))
     with pytest.raises(ConfigError, match="unknown option"):
         validate_method(MethodConfig(name="clcs", params={"lamda_dis": 1.0}))
-    assert make_method(dims=2).use_dice is True and make_method(dims=3).use_dice is True  # default: on
-    assert make_method({"dice_in_clean_loss": None}, dims=2).use_dice is False  # the lineage's 3D-only form
-    assert make_method({"dice_in_clean_loss": None}, dims=3).use_dice is True
+    assert make_method(dims=2).use_dice is False and make_method(dims=3).use_dice is True  # 3D only
+    assert make_method({"dice_in_clean_loss": True}, dims=2).use_dice is True
     defaults = make_method().params
     assert (defaults.status, defaults.lambda_nbl) == ("predicted", 0.1)
 
@@ -225,7 +224,7 @@ def test_warmup_is_plain_ce_dice_on_both_branches_and_updates_the_ema():
 
 
 def test_step_with_all_pixels_clean_is_ce_plus_discrepancy():
-    m = make_method({"dice_in_clean_loss": False})  # sigma = 0 -> all thresholds 0 -> every pixel clean, NBL = 0
+    m = make_method()  # sigma = 0 -> all thresholds 0 -> every pixel clean, NBL = 0
     batch = small_batch()
     out = m.training_step(batch, StepInfo(step=50, max_steps=100))
     with torch.no_grad():

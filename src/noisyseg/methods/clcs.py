@@ -3,7 +3,7 @@
 Two networks (same architecture, different initialisation) on the given labels ỹ
 (docs/reference.md §1): probability voting p̄ = ½(p¹ + p²); per-class curriculum thresholds
 T(c) = τ·β(c)/(2 − β(c)), β(c) = σ(c)/max σ, σ the EMA learning status of each class
-(`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE + soft Dice, the
+(`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE (+ soft Dice, 3D by default), the
 others the Noise Balance Loss w·[α·CE + β·RCE], w = sg(p̄(ỹ)); a discrepancy loss on the last
 decoder features keeps the branches apart. L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a
 warm-up of CE + Dice on all pixels; inference averages both branches' softmax.
@@ -209,8 +209,8 @@ class CLCSParams(StrictModel):
         nbl_alpha: α, weight of CE inside the NBL.
         nbl_beta: β, weight of reverse CE inside the NBL.
         warmup_fraction: share of max_steps trained with plain CE + Dice on all pixels.
-        dice_in_clean_loss: add soft Dice on the clean pixels to the clean CE (default on in
-            2D and 3D); None = only for 3D training (the lineage's form).
+        dice_in_clean_loss: add soft Dice on the clean pixels to the clean CE; None (default)
+            = only for 3D training (measured worse in 2D: docs/measurements/clcs_defaults.md).
         inference: 'mean' of the two branches' softmax, or one branch alone.
     """
 
@@ -222,7 +222,7 @@ class CLCSParams(StrictModel):
     nbl_alpha: float = Field(0.5, ge=0.0)
     nbl_beta: float = Field(0.5, ge=0.0)
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    dice_in_clean_loss: bool | None = True
+    dice_in_clean_loss: bool | None = None
     inference: Literal["mean", "branch1", "branch2"] = "mean"
 
 
