@@ -266,6 +266,8 @@ def write_summary(out: Path, spec: BenchmarkSpec, records: list[dict], ds: Datas
     tables = []
     for level in (lv for lv in stats if lv != "clean"):
         table = level_table(stats[level], spec, level, targets, ceiling)
+        if not ds.spacing_known:
+            table = table.replace("(mm)", "(px)")
         tables.append(f"noise level {level}\n\n{table}" if level != "all" else table)
         parts += [f"## noise level {level}" if level != "all" else "## results", "", table, ""]
         if structures:
