@@ -121,8 +121,9 @@ def get_label_quality_scores(labels: np.ndarray, pred_probs: np.ndarray, *, meth
         **kwargs: ``temperature`` (alias ``softmin_temperature``) T of softmin, default 0.1;
             ``downsample`` d of num_pixel_issues, default 1: confident learning on blocks of d
             pixels per axis (mean probabilities, majority label), flags kept where the pixel's
-            label differs from the argmax. cleanlab defaults to 16 here and pools differently:
-            with d > 1 the two image scores agree only approximately.
+            label differs from the argmax. cleanlab's default is 1 too (its code; its docstring
+            says 16); with d > 1 it rounds the mean class index of a block instead of taking the
+            majority label, so the two image scores then agree only approximately.
 
     Returns:
         (image_scores (N,) float64 in [0, 1], pixel_scores (N, *S) = p(given label), NaN where
