@@ -25,7 +25,7 @@ def _noisy(shape, k=3, seed=0, flip=0.2):
 def test_equals_cleanlab_in_2d(method):
     rank = pytest.importorskip("cleanlab.segmentation.rank")  # the bench extra
     labels, probs = _noisy((4, 12, 16))
-    kw = {"downsample": 1, "n_jobs": 1} if method == "num_pixel_issues" else {}
+    kw = {"n_jobs": 1} if method == "num_pixel_issues" else {}  # default downsample: 1 in both
     ref_img, ref_pix = rank.get_label_quality_scores(labels, probs, method=method, verbose=False, **kw)
     img, pix = get_label_quality_scores(labels, probs, method=method, verbose=False, **kw)
     np.testing.assert_allclose(pix, ref_pix, rtol=0, atol=1e-12)
