@@ -94,8 +94,7 @@ def predict_image(method, image: np.ndarray, info: dict, cfg: RunConfig,
             raise ConfigError("this run resamples to data.target_spacing: the image's spacing is needed")
         x = resample_image(image, zoom_factors(spacing, target))
     if size is not None:
-        slice_axis = info["slice_axis"] if x.ndim - 1 > info["train_dims"] else None
-        x = resample_image(x, in_plane_factors(x.shape[1:], size, slice_axis))
+        x = resample_image(x, in_plane_factors(x.shape[1:], size, info["slice_axis"]))
     probs = predict_case(method.predict_proba, x, patch_size=info["patch_size"], overlap=cfg.train.sw_overlap,
                          mode=cfg.train.sw_mode, slice_axis=info["slice_axis"], device=device,
                          stride=cfg.train.sw_stride)

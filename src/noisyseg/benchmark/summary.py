@@ -34,24 +34,27 @@ def table_targets(ds: Dataset) -> list[str]:
     return list(ds.regions) if ds.regions else ["mean"]
 
 
+def case_means(rows: list[dict], targets: list[str], metric: str) -> dict[str, float]:
+    """{case: `metric` averaged over the `targets` (classes or regions) where it is defined}."""
+    per_case: dict[str, list[float]] = defaultdict(list)
+    wanted = set(targets)
+    for r in rows:
+        v = r[metric]
+        if r["target"] in wanted and v is not None and math.isfinite(v):
+            per_case[r["case"]].append(v)
+    return {c: float(np.mean(v)) for c, v in per_case.items()}
+
+
 def run_scores(rows: list[dict], targets: list[str], class_names: list[str]) -> dict[str, dict[str, tuple]]:
     """{target: {metric: (value over cases, std over cases)}} for one run's rows."""
-    by_target: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_target[r["target"]].append(r)
+    present = {r["target"] for r in rows}
     out: dict[str, dict[str, tuple]] = {}
-    fg = [n for n in class_names[1:] if n in by_target]
+    fg = [n for n in class_names[1:] if n in present]
     for t in targets:
         out[t] = {}
         members = fg if t == "mean" else [t]
         for m in METRICS:
-            per_case = defaultdict(list)
-            for name in members:
-                for r in by_target.get(name, []):
-                    v = r[m]
-                    if v is not None and math.isfinite(v):
-                        per_case[r["case"]].append(v)
-            vals = np.array([np.mean(v) for v in per_case.values()], dtype=float)
+            vals = np.array(list(case_means(rows, members, m).values()), dtype=float)
             out[t][m] = (float(vals.mean()), float(vals.std())) if vals.size else (math.nan, math.nan)
     return out
 
@@ -132,21 +135,11 @@ def level_table(stats: dict, spec: BenchmarkSpec, level: str, targets: list[str]
     return markdown_table(rows, header)
 
 
-def case_dice(rec: dict, class_names: list[str]) -> dict[str, float]:
-    """{case: Dice averaged over the foreground classes defined in it} of one run record."""
-    per_case: dict[str, list[float]] = defaultdict(list)
-    for r in rec["rows"]:
-        v = r["dice"]
-        if r["target"] in class_names[1:] and v is not None and math.isfinite(v):
-            per_case[r["case"]].append(v)
-    return {c: float(np.mean(v)) for c, v in per_case.items()}
-
-
 def paired_table(records: list[dict], spec: BenchmarkSpec, level: str, class_names: list[str]) -> str:
     """Each method against `supervised` on the same noisy labels, seeds and test cases: the mean
     over seeds of the per-seed Dice difference ± its std over seeds, the (seed, case) pairs won,
     and the share of the noise gap recovered, (method − supervised) / (clean − supervised)."""
-    by = {(r["level"], r["method"], r["seed"]): case_dice(r, class_names) for r in records}
+    by = {(r["level"], r["method"], r["seed"]): case_means(r["rows"], class_names[1:], "dice") for r in records}
 
     def run_mean(key) -> float:
         return float(np.mean(list(by[key].values()))) if by.get(key) else math.nan

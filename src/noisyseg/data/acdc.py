@@ -153,7 +153,8 @@ def read_acdc_h5(root: Path | str, *, clean_cases_file: Path | str | None = None
     val, _ = _listed(root, VOLUME_LISTS["val"], data, required=False)
     test, _ = _listed(root, VOLUME_LISTS["test"], data, required=False)
     _check_disjoint(root, {"train": train, "val": val, "test": test})
-    spacing_known = any(h5_info(p)[1] is not None for _, p in (train + val + test)[:1])
+    first = (train + val + test)[:1]
+    spacing_known = bool(first) and h5_info(first[0][1])[1] is not None
 
     def refs(items: list[tuple[str, Path]], labelled: bool) -> list[CaseRef]:
         return [CaseRef(id=cid, path=p, loader=partial(_load_h5, cid, p, labelled)) for cid, p in items]

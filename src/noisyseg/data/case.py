@@ -281,7 +281,7 @@ def resolve_trusted_ids(ids: Sequence[str], train_ids: Sequence[str], source: Pa
         DataError: a name that is no training case (with a "did you mean" hint).
     """
     known = list(train_ids)
-    out: list[str] = []
+    out: dict[str, None] = {}
     for name in ids:
         name = str(name).strip()
         matched = cases_under(name, known, groups or {})
@@ -290,8 +290,8 @@ def resolve_trusted_ids(ids: Sequence[str], train_ids: Sequence[str], source: Pa
             raise DataError(
                 f"{source}: trusted case '{name}' is not a training case{did_you_mean(name, names)}"
             )
-        out.extend(c for c in matched if c not in out)
-    return out
+        out.update(dict.fromkeys(matched))
+    return list(out)
 
 
 def check_compatible(what: str, class_names: Sequence, n_channels: int, data_dims: int | None, ds: Dataset,

@@ -41,10 +41,11 @@ def resample_label(label: np.ndarray, factors: Sequence[float]) -> np.ndarray:
     return ndimage.zoom(label, factors, order=0, mode="nearest", grid_mode=True).astype(label.dtype)
 
 
-def in_plane_factors(shape: Sequence[int], size: Sequence[int], slice_axis: int | None) -> tuple[float, ...]:
+def in_plane_factors(shape: Sequence[int], size: Sequence[int], slice_axis: int = -1) -> tuple[float, ...]:
     """Zoom factors that bring the in-plane axes of a (*S) grid to `size` (2 values) and keep
-    the `slice_axis` of a volume (None for a 2D image) as it is."""
-    axes = [a for a in range(len(shape)) if slice_axis is None or a != slice_axis % len(shape)]
+    the `slice_axis` of a volume as it is (a 2D grid has no slice axis)."""
+    volume = len(shape) > len(size)
+    axes = [a for a in range(len(shape)) if not volume or a != slice_axis % len(shape)]
     if len(axes) != len(size):
         raise ValueError(f"slice size {list(size)} has {len(size)} axes; the grid {tuple(shape)} has {len(axes)} in plane")
     f = [1.0] * len(shape)
@@ -53,7 +54,7 @@ def in_plane_factors(shape: Sequence[int], size: Sequence[int], slice_axis: int 
     return tuple(f)
 
 
-def resize_case(case: Case, size: Sequence[int] | None, slice_axis: int | None) -> Case:
+def resize_case(case: Case, size: Sequence[int] | None, slice_axis: int = -1) -> Case:
     """The case with every slice (or the 2D image) resized in plane to `size` (images linear,
     labels nearest; spacing and affine follow), or itself when `size` is None."""
     if size is None:

@@ -124,7 +124,7 @@ def build_method(cfg: RunConfig, in_channels: int, num_classes: int, dims: int) 
     return cls(params, net_factory(cfg.net, dims, in_channels, num_classes), num_classes, dims)
 
 
-def load_cases(refs, desc: str, show: bool, cfg: RunConfig, dims: int, *, mapped: bool = False) -> list[Case]:
+def load_cases(refs, desc: str, show: bool, cfg: RunConfig, *, mapped: bool = False) -> list[Case]:
     """Load cases, resampled to `data.target_spacing` and resized to `data.slice_size` when set;
     with `mapped`, each is written to a temporary folder in `data.cache_dir` and memory-mapped
     (data/store.py), one case in memory at a time. The folder is removed at once: the maps stay
@@ -133,9 +133,7 @@ def load_cases(refs, desc: str, show: bool, cfg: RunConfig, dims: int, *, mapped
     from ..data.store import CaseStore
 
     def prepared(case: Case) -> Case:
-        case = resample_case(case, cfg.data.target_spacing)
-        slice_axis = cfg.data.slice_axis if case.image.ndim - 1 > dims else None
-        return resize_case(case, cfg.data.slice_size, slice_axis)
+        return resize_case(resample_case(case, cfg.data.target_spacing), cfg.data.slice_size, cfg.data.slice_axis)
 
     refs = tqdm(refs, desc=desc, disable=not show, leave=False)
     if not mapped:
@@ -248,10 +246,10 @@ def _train(cfg: RunConfig, dataset: Dataset, run_dir: Path | str, *, resume: boo
     train_ids, val_ids = split_train_val(all_ids, cfg.data.val_fraction, cfg.train.seed, set(trusted),
                                          dataset.groups)
     refs = {r.id: r for r in dataset.train}
-    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, cfg, dims,
+    train_cases = load_cases([refs[i] for i in train_ids], "loading training cases", show, cfg,
                              mapped=not cfg.data.in_memory)
     val_cases = load_cases([refs[i] for i in val_ids[: cfg.train.val_max_cases]], "loading validation cases", show,
-                           cfg, dims)
+                           cfg)
     by_id = {c.id: c for c in train_cases}
     trusted_cases = [by_id[i] for i in trusted if i in by_id]
 

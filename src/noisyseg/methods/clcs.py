@@ -17,7 +17,6 @@ recall, base rate, per class). Design choices and measurements: docs/methods/clc
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -216,7 +215,7 @@ class CLCSParams(StrictModel):
 
     tau: float = Field(0.95, gt=0.0, le=1.0)
     ema_momentum: float = Field(0.99, ge=0.0, lt=1.0)
-    status: Literal["count", "predicted", "labelled", "confidence"] = "predicted"
+    status: Literal[STATUS_FORMS] = "predicted"
     lambda_dis: float = Field(1.0, ge=0.0)
     lambda_nbl: float = Field(0.1, ge=0.0)
     nbl_alpha: float = Field(0.5, ge=0.0)
@@ -259,10 +258,7 @@ class CLCS(Method):
         """EMA of the learning status of the classes this batch measures (the others keep theirs)."""
         m = self.params.ema_momentum
         value, present = learning_status(mean_probs, label, self.params.tau, self.params.status, valid)
-        if self.params.status == "count":  # every class is measured
-            self.sigma.mul_(m).add_(value, alpha=1.0 - m)
-        else:
-            self.sigma.copy_(torch.where(present, m * self.sigma + (1.0 - m) * value, self.sigma))
+        self.sigma.copy_(torch.where(present, m * self.sigma + (1.0 - m) * value, self.sigma))
 
     # ------------------------------------------------------------------ training
 

@@ -120,7 +120,7 @@ def noisy_labels(cases: list[Case], corrupt: set[str], *, protocol: str, level: 
     gen_level = level if rec.level is not None and rec.level.keyword is not None else None
     for i in tqdm(todo, desc=f"noise {protocol}", disable=not progress, leave=False):
         c = cases[i]
-        unit = unit_index[group(c.id, c.id)] if groups else i
+        unit = unit_index[group(c.id, c.id)]
         annotated = np.maximum(_clean_of(c), 0)  # ignored pixels read as background; keep_ignored restores them
         out[i] = apply_protocol(protocol, annotated, rng=np.random.default_rng([seed, unit]), level=gen_level,
                                 spacing=c.spacing, **params)
