@@ -28,7 +28,7 @@ from noisyseg.methods.clcs import (
     one_sided_discrepancy,
     reverse_ce,
 )
-from noisyseg.methods.losses import ce_dice_loss, one_hot, pixel_ce
+from noisyseg.methods.losses import ce_dice_loss, one_hot, pixel_ce, soft_dice_loss
 from noisyseg.nets import net_factory
 
 K = 3
@@ -196,8 +196,9 @@ def test_registered_and_params_validated():
         validate_method(MethodConfig(name="clcs", params={"inference": "max"}))
     with pytest.raises(ConfigError, match="unknown option"):
         validate_method(MethodConfig(name="clcs", params={"lamda_dis": 1.0}))
-    assert make_method(dims=2).use_dice is False and make_method(dims=3).use_dice is True  # 3D only
-    assert make_method({"dice_in_clean_loss": True}, dims=2).use_dice is True
+    assert (make_method(dims=2).dice_pixels, make_method(dims=3).dice_pixels) == ("none", "clean")
+    assert make_method({"dice_pixels": "all"}, dims=2).use_dice is True
+    assert make_method({"dice_pixels": "none"}, dims=3).use_dice is False
     defaults = make_method().params
     assert (defaults.status, defaults.lambda_nbl) == ("predicted", 0.1)
 
@@ -282,7 +283,7 @@ def test_selection_logs_match_a_manual_count():
 
 
 def test_losses_are_float32_under_autocast():
-    m = make_method({"dice_in_clean_loss": True})
+    m = make_method({"dice_pixels": "clean"})
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m.training_step(small_batch(), StepInfo(step=50, max_steps=100))
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
@@ -414,3 +415,21 @@ def test_clcs_selects_cleaner_pixels_and_beats_supervised_on_eroded_labels(tmp_p
     assert mean("threshold/c0") == pytest.approx(0.95, abs=1e-3)
     assert 0.3 < mean("threshold/c1") <= 0.95
     assert (tmp_path / "clcs" / "figures" / "clcs_curriculum.png").stat().st_size > 0
+
+
+def test_dice_over_all_pixels_reaches_the_pixels_left_out_of_the_clean_loss():
+    batch = small_batch()
+    off = {"lambda_nbl": 0.0, "lambda_dis": 0.0, "tau": 1.0}
+    for mode, reaches in (("all", True), ("clean", False)):
+        m = make_method({"dice_pixels": mode, **off})
+        m.sigma.fill_(1.0)  # every threshold at τ = 1: no pixel is selected as clean
+        out = m.training_step(batch, StepInfo(step=50, max_steps=100))
+        assert out.logs["clean_frac/c1"] == 0.0
+        grads = torch.autograd.grad(out.loss, list(m.net1.parameters()), allow_unused=True)
+        assert any(g is not None and bool(g.abs().sum() > 0) for g in grads) is reaches
+        if mode == "all":  # the loss is then each branch's soft Dice against the given labels
+            with torch.no_grad():
+                target = one_hot(batch["label"], K)
+                expected = sum(soft_dice_loss(torch.softmax(net(batch["image"]), 1), target)
+                               for net in (m.net1, m.net2))
+            assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -16,7 +16,7 @@ from noisyseg.methods import available_methods
 from noisyseg.methods.base import StepInfo
 
 DICE_ON = {"gce": {"dice": True}, "sce": {"dice": True}, "coteaching": {"dice": True}, "trinet": {"dice": True},
-           "clcs": {"dice_in_clean_loss": True}}
+           "clcs": {"dice_pixels": "all"}}
 
 
 def _step(method, batch: dict, info: StepInfo) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,10 +3,11 @@
 Two networks (same architecture, different initialisation) on the given labels ỹ
 (docs/reference.md §1): probability voting p̄ = ½(p¹ + p²); per-class curriculum thresholds
 T(c) = τ·β(c)/(2 − β(c)), β(c) = σ(c)/max σ, σ the EMA learning status of each class
-(`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE (+ soft Dice, 3D by default), the
-others the Noise Balance Loss w·[α·CE + β·RCE], w = sg(p̄(ỹ)); a discrepancy loss on the last
-decoder features keeps the branches apart. L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a
-warm-up of CE + Dice on all pixels; inference averages both branches' softmax.
+(`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE (+ soft Dice, `dice_pixels`: on the
+clean pixels in 3D by default); the others the Noise Balance Loss w·[α·CE + β·RCE],
+w = sg(p̄(ỹ)); a discrepancy loss on the last decoder features keeps the branches apart.
+L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a warm-up of CE + Dice on all pixels; inference
+averages both branches' softmax.
 
 Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `CLCSParams`.
 Capability: `label_thresholds()` = `thresholds()`, the current T (K,).
@@ -29,7 +30,6 @@ from .base import (
     StepInfo,
     StepOutput,
     class_counts,
-    dice_by_default,
     host_values,
     mean_softmax,
     selection_log_values,
@@ -208,8 +208,10 @@ class CLCSParams(StrictModel):
         nbl_alpha: α, weight of CE inside the NBL.
         nbl_beta: β, weight of reverse CE inside the NBL.
         warmup_fraction: share of max_steps trained with plain CE + Dice on all pixels.
-        dice_in_clean_loss: add soft Dice on the clean pixels to the clean CE; None (default)
-            = only for 3D training (measured worse in 2D: docs/measurements/clcs_defaults.md).
+        dice_pixels: the soft Dice term of the clean loss: over 'all' annotated pixels against
+            the given labels, over the 'clean' pixels only, or 'none' (CE alone); None
+            (default) = 'clean' in 3D, 'none' in 2D. Measured:
+            docs/measurements/clcs_defaults.md.
         inference: 'mean' of the two branches' softmax, or one branch alone.
     """
 
@@ -221,7 +223,7 @@ class CLCSParams(StrictModel):
     nbl_alpha: float = Field(0.5, ge=0.0)
     nbl_beta: float = Field(0.5, ge=0.0)
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    dice_in_clean_loss: bool | None = None
+    dice_pixels: Literal["all", "clean", "none"] | None = None
     inference: Literal["mean", "branch1", "branch2"] = "mean"
 
 
@@ -240,8 +242,8 @@ class CLCS(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.register_buffer("sigma", torch.zeros(num_classes, dtype=torch.float32))
-        dice = params.dice_in_clean_loss
-        self.use_dice = dice_by_default(dice, spatial_dims)
+        self.dice_pixels = params.dice_pixels or ("clean" if spatial_dims == 3 else "none")
+        self.use_dice = self.dice_pixels != "none"
 
     # ------------------------------------------------------------------ helpers
 
@@ -296,12 +298,13 @@ class CLCS(Method):
             target = one_hot(label, k) if self.use_dice else None
             l_clean = x.new_zeros((), dtype=torch.float32)
             l_nbl = x.new_zeros((), dtype=torch.float32)
+            dice_w = cleanf if self.dice_pixels == "clean" else (None if valid is None else valid.float())
             for logp in (logp1, logp2):
                 logp_t = logp.gather(1, lab).squeeze(1)
                 ce = -logp_t
                 l_clean = l_clean + weighted_mean(ce, cleanf)
                 if self.use_dice:
-                    l_clean = l_clean + soft_dice_loss(logp.exp(), target, cleanf)
+                    l_clean = l_clean + soft_dice_loss(logp.exp(), target, dice_w)
                 if p.lambda_nbl > 0:
                     nbl = p.nbl_alpha * ce + p.nbl_beta * reverse_ce_from_p(logp_t.exp())
                     l_nbl = l_nbl + (noisy_w * nbl).sum() / noisy_w.numel()
