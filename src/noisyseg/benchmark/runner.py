@@ -133,8 +133,8 @@ def prepare_data(spec: BenchmarkSpec, ds: Dataset, out: Path, progress: bool) ->
 def make_noisy(spec: BenchmarkSpec, clean_dir: Path, level: float | None, trusted_file: Path, out: Path,
                progress: bool) -> Path:
     """The noisy copy of `clean_dir` for one level (reused when already complete)."""
-    from ..noise.apply import make_noisy_dataset
-    from ..noise.model_labels import MODEL_PROTOCOLS
+    from ..modelnoise import make_noisy_dataset
+    from ..noise.registry import MODEL_PROTOCOLS
 
     if spec.noise.protocol == "given":
         return clean_dir
