@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [  # bottom first
     ("methods",),
     ("engine",),
     ("api",),
+    ("modelnoise",),
     ("audit", "demo"),
     ("benchmark",),
     ("cli",),

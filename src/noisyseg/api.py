@@ -57,7 +57,7 @@ def train(*, data: Path | str, out: Path | str, method: str | None = None, confi
 def load_run(run: Path | str, checkpoint: str = "best", device: str = "auto"):
     """(method module in eval mode on its device, run data_info, RunConfig) of a trained run."""
     from .engine.checkpoint import load_checkpoint
-    from .engine.trainer import build_method, resolve_device
+    from .engine.setup import build_method, resolve_device
 
     run = Path(run)
     if checkpoint not in ("best", "last"):

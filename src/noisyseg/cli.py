@@ -21,8 +21,7 @@ from .audit import AUDIT_METHODS, CASE_SCORES
 from .demo import DEMO_METHODS, DEMO_TASKS
 from .errors import NoisySegError
 from .methods import available_methods
-from .noise.model_labels import MODEL_PROTOCOLS
-from .noise.registry import PROTOCOLS
+from .noise.registry import MODEL_PROTOCOLS, PROTOCOLS
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Medical image segmentation that stays accurate when the training labels are wrong.")
@@ -212,7 +211,7 @@ def noise(
     import json
 
     from .config import load_yaml_mapping, parse_key_values
-    from .noise.apply import make_noisy_dataset
+    from .modelnoise import make_noisy_dataset
 
     make_noisy_dataset(data, out, protocol=protocol, level=level, seed=seed, clean_fraction=clean_fraction,
                        n_clean=n_clean, figures=figures, progress=not quiet, clean_cases_file=clean_cases,

@@ -80,8 +80,8 @@ def run_demo(out: Path | str, *, quick: bool = False, task: str = "mni", methods
     from .runinfo import package_versions
     from .methods import available_methods, get_method_class
     from .noise import get_protocol
-    from .noise.apply import make_noisy_dataset
-    from .noise.model_labels import MODEL_PROTOCOLS
+    from .modelnoise import make_noisy_dataset
+    from .noise.registry import MODEL_PROTOCOLS
     from .report.demo_report import demo_figures, demo_table, run_dir_name
 
     out = Path(out)

@@ -172,8 +172,7 @@ def test_help_lists_the_choices_from_the_registries():
     from noisyseg.api import CHECKPOINTS, SPLITS
     from noisyseg.audit import AUDIT_METHODS, CASE_SCORES
     from noisyseg.methods import available_methods
-    from noisyseg.noise.model_labels import MODEL_PROTOCOLS
-    from noisyseg.noise.registry import PROTOCOLS
+    from noisyseg.noise.registry import MODEL_PROTOCOLS, PROTOCOLS
 
     expect = {"train": available_methods(), "noise": list(PROTOCOLS) + list(MODEL_PROTOCOLS),
               "predict": list(CHECKPOINTS) + list(SPLITS), "evaluate": list(SPLITS) + ["monai", "medpy"],

@@ -19,7 +19,7 @@ from noisyseg.noise import (
     protocol_record,
     validate_level,
 )
-from noisyseg.noise.model_labels import MODEL_PROTOCOLS as MODEL_PROTOCOLS_OF_MODULE
+from noisyseg.modelnoise.labels import MODEL_PROTOCOLS as MODEL_PROTOCOLS_OF_MODULE
 
 WITH_LEVEL = [n for n, p in REGISTRY.items() if p.level is not None]
 WITHOUT_LEVEL = [n for n, p in REGISTRY.items() if p.level is None and p.kind != "model"]

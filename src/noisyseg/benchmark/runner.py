@@ -35,21 +35,10 @@ from ..data.case import Case, Dataset, resolve_trusted_ids
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
 from .launch import BenchmarkInterrupted, file_lock, local_gpus, run_pool, run_submitit
+from .runkey import RunKey
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
 
 __all__ = ["BenchmarkInterrupted", "BenchmarkResult", "RunKey", "run_benchmark"]
-
-
-@dataclass
-class RunKey:
-    """One training run of the benchmark."""
-
-    level: str
-    method: str
-    seed: int
-
-    def folder(self, out: Path) -> Path:
-        return out / "runs" / self.level / self.method / f"seed{self.seed}"
 
 
 @dataclass
@@ -144,8 +133,8 @@ def prepare_data(spec: BenchmarkSpec, ds: Dataset, out: Path, progress: bool) ->
 def make_noisy(spec: BenchmarkSpec, clean_dir: Path, level: float | None, trusted_file: Path, out: Path,
                progress: bool) -> Path:
     """The noisy copy of `clean_dir` for one level (reused when already complete)."""
-    from ..noise.apply import make_noisy_dataset
-    from ..noise.model_labels import MODEL_PROTOCOLS
+    from ..modelnoise import make_noisy_dataset
+    from ..noise.registry import MODEL_PROTOCOLS
 
     if spec.noise.protocol == "given":
         return clean_dir

@@ -200,7 +200,7 @@ def load_benchmark(path: Path | str, *, data: str | None = None, methods: list[s
         validate_method(MethodConfig(name=m, params=spec.method_params.get(m, {})), where=f"{path}: method '{m}'")
     if spec.noise.protocol != "given":
         from ..noise import get_protocol
-        from ..noise.model_labels import MODEL_PROTOCOLS
+        from ..noise.registry import MODEL_PROTOCOLS
 
         if spec.noise.protocol not in MODEL_PROTOCOLS:
             get_protocol(spec.noise.protocol)  # ConfigError with a suggestion for a misspelt name

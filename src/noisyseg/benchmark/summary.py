@@ -22,6 +22,7 @@ from ..runinfo import package_versions
 from ..io import atomic_path, label_file_name, read_file
 from ..report.demo_report import METRIC_TITLES
 from ..report.tables import _cell, markdown_table
+from .runkey import RunKey
 from .spec import CLEAN_CEILING, BenchmarkSpec, run_title
 
 METRICS = METRIC_TITLES  # metric → column title
@@ -177,7 +178,6 @@ def write_figures(out: Path, spec: BenchmarkSpec, stats: dict, ds: Dataset, nois
     of clean vs noisy training labels."""
     from ..data import open_dataset
     from ..report.figures import _plt, plot_metric_bars, plot_overlays, save_figure
-    from .runner import RunKey
 
     figs = out / "figures"
     written = []

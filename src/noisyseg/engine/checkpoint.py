@@ -9,7 +9,6 @@ import torch
 
 from ..errors import DataError
 from ..io import atomic_path
-from ..runinfo import package_versions  # noqa: F401  (re-exported: the trainer and benchmark/runner import it here)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ class RunLogger:
         if resume_step is not None and path.is_file():
             with path.open() as fh:
                 for row in csv.DictReader(fh):
-                    if int(float(row["step"])) < resume_step:
+                    if int(float(row["step"])) <= resume_step:  # steps done before the checkpoint
                         self.rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
         self.tb = None
         if tb_dir is not None:

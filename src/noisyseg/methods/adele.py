@@ -211,6 +211,7 @@ class ADELE(Method):
     """
 
     name = "adele"
+    figure_groups = ("adele",)
     Params = ADELEParams
 
     def __init__(self, params: ADELEParams, make_net, num_classes, spatial_dims):
@@ -313,15 +314,11 @@ class ADELE(Method):
 
     # ------------------------------------------------------------------ figures
 
-    def write_figures(self, run_dir: Path, cases, device: torch.device) -> None:
+    def write_figures(self, figures_dir: Path, cases, device: torch.device) -> None:
         """`adele_iou_curves.png`: each foreground class's IoU points, the fitted curve and the
-        detection point; `adele_curves.png`: the adele/ scalars over training."""
-        from ..report.figures import plot_training_curves, save_figure
+        detection point."""
+        from ..report.figures import save_figure
 
-        run_dir = Path(run_dir)
-        log_csv = run_dir.parent / "train_log.csv"
-        if log_csv.is_file():
-            plot_training_curves(log_csv, run_dir / "adele_curves.png", groups=["adele"])
         n = int(self.num_points)
         if n == 0 or self.num_classes < 2:
             return
@@ -352,7 +349,7 @@ class ADELE(Method):
         ax.set_xlabel("step")
         ax.set_ylabel("IoU(prediction, given label)")
         ax.legend(fontsize=7)
-        save_figure(fig, run_dir / "adele_iou_curves.png")
+        save_figure(fig, Path(figures_dir) / "adele_iou_curves.png")
 
 
 def _forget_interval(module: ADELE, incompatible_keys) -> None:

@@ -77,6 +77,8 @@ class Method(nn.Module):
     # False when training_step takes parameter gradients itself (torch.autograd.grad):
     # torchrun then averages gradients after backward instead of through DDP
     ddp_compatible: ClassVar[bool] = True
+    # log-key prefixes (before '/') the loop draws into figures/<name>_curves.png
+    figure_groups: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StrictModel, make_net: Callable[[], SegNet], num_classes: int, spatial_dims: int):
         super().__init__()
@@ -93,9 +95,10 @@ class Method(nn.Module):
     def after_step(self, info: StepInfo) -> None:
         """Called after the optimiser step (EMA teachers update here)."""
 
-    def write_figures(self, run_dir: Path, cases: list[Case], device: torch.device) -> None:
-        """Called once at the end of training (main process) with a few validation cases
-        (falls back to training cases); methods draw their own diagnostic maps here."""
+    def write_figures(self, figures_dir: Path, cases: list[Case], device: torch.device) -> None:
+        """Called once at the end of a complete run (main process, eval mode) with the run's
+        figures folder and a few validation cases (else training cases), for the figures only
+        the method can draw; the loop draws its `figure_groups` curves itself."""
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K, *S) float32 for inference (softmax of `self.net`)."""

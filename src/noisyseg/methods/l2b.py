@@ -18,7 +18,6 @@ Logs: ``meta/alpha_mean``, ``meta/beta_mean``, ``meta/uniform_fallback``, ``meta
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -62,6 +61,7 @@ class L2B(Method):
     """Per-pixel meta-learned weights of given vs pseudo labels (no DCD). See the module docstring."""
 
     name = "l2b"
+    figure_groups = ("meta",)
     Params = L2BParams
     needs_trusted = True
     supports_amp = False
@@ -115,12 +115,3 @@ class L2B(Method):
             terms["meta/wrong_target_weight"] = a_wrong + b_wrong
         terms.update({"meta/uniform_fallback": mw.uniform, "meta_loss": mw.meta_loss})
         return host_logs(terms)
-
-    def write_figures(self, run_dir: Path, cases, device: torch.device) -> None:
-        """`l2b_curves.png`: the meta/ scalars over training."""
-        log_csv = Path(run_dir).parent / "train_log.csv"
-        if not log_csv.is_file():
-            return
-        from ..report.figures import plot_training_curves
-
-        plot_training_curves(log_csv, Path(run_dir) / "l2b_curves.png", groups=["meta"])

@@ -193,6 +193,7 @@ class MetaDCSeg(Method):
     near boundaries by Dynamic Center Distance. See the module docstring."""
 
     name = "metadcseg"
+    figure_groups = ("meta",)
     Params = MetaDCSegParams
     needs_trusted = True
     supports_amp = False
@@ -341,16 +342,11 @@ class MetaDCSeg(Method):
             out.append(item)
         return out
 
-    def write_figures(self, run_dir: Path, cases: list[Case], device: torch.device) -> None:
-        """`metadcseg_curves.png` (the meta/ scalars) and `metadcseg_weight_maps.png`
-        (α, β and γ over a few cases, given label in red, clean label in green if known)."""
-        from ..report.figures import plot_training_curves, save_figure
+    def write_figures(self, figures_dir: Path, cases: list[Case], device: torch.device) -> None:
+        """`metadcseg_weight_maps.png`: α, β and γ over a few cases, given label in red, clean
+        label in green if known."""
+        from ..report.figures import save_figure
 
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log = run_dir.parent / "train_log.csv"
-        if log.is_file():
-            plot_training_curves(log, run_dir / "metadcseg_curves.png", groups=["meta"])
         items = self.weight_maps(cases, device)
         if not items:
             return
@@ -380,7 +376,7 @@ class MetaDCSeg(Method):
                     ax.set_title(title, fontsize=8)
             axes[r, 0].set_ylabel(it["id"], fontsize=7)
         fig.tight_layout()
-        save_figure(fig, run_dir / "metadcseg_weight_maps.png")
+        save_figure(fig, Path(figures_dir) / "metadcseg_weight_maps.png")
 
 
 def _crop_around_foreground(label: np.ndarray, size: int) -> tuple[slice, ...]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -300,6 +299,7 @@ class MTCL(Method):
     See the module docstring. Submodules: ``net`` (student, trained), ``teacher`` (EMA, frozen)."""
 
     name = "mtcl"
+    figure_groups = ("mtcl",)
     Params = MTCLParams
 
     def __init__(self, params: MTCLParams, make_net, num_classes, spatial_dims):
@@ -397,12 +397,3 @@ class MTCL(Method):
         """softmax of the student (default) or of the teacher, (N, K, *S)."""
         net = self.teacher if self.params.inference == "teacher" else self.net
         return torch.softmax(net(x).float(), 1)
-
-    def write_figures(self, run_dir: Path, cases, device: torch.device) -> None:
-        """`mtcl_curves.png`: thresholds, flagged share and flag quality over training."""
-        log_csv = Path(run_dir).parent / "train_log.csv"
-        if not log_csv.is_file():
-            return
-        from ..report.figures import plot_training_curves
-
-        plot_training_curves(log_csv, Path(run_dir) / "mtcl_curves.png", groups=["mtcl"])

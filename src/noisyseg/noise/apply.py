@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,15 @@ from ..io import (
     read_file,
     write_label,
 )
-from .model_labels import check_model_protocol_args, model_noisy_labels
 from .morph import choose_clean_cases
-from .registry import MODEL_PROTOCOLS, REGISTRY, apply_protocol, protocol_record, validate_level
+from .registry import REGISTRY, apply_protocol, protocol_record, validate_level
 from .report import noise_stats
 
 DEFAULT_MORPH_LEVEL = REGISTRY["morph"].level.default  # MT-Noise: half of the training cases corrupted
+
+ModelLabels = Callable[[Dataset, list[Case], set[str], Path], list[tuple[np.ndarray, dict]]]
+"""A model protocol's labels: (dataset, its training cases, the corrupted ids, a scratch folder
+beside the output) -> (label, info) per case (see :mod:`noisyseg.modelnoise`)."""
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -170,9 +174,7 @@ def _write_decathlon_copy(ds: Dataset, tmp: Path, cases: list[Case], noisy: list
 def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, level: float | None = None,
                        seed: int = 0, params: dict | None = None, clean_fraction: float | None = None,
                        figures: bool = False, progress: bool = True, clean_cases_file: Path | str | None = None,
-                       n_clean: int | None = None,
-                       source: Path | str | None = None, source_run: Path | str | None = None,
-                       source_overrides: dict | None = None) -> Path:
+                       n_clean: int | None = None, model_labels: ModelLabels | None = None) -> Path:
     """Write a noisy copy of a dataset (see the module docstring); returns `out`.
 
     Args:
@@ -187,11 +189,8 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
         n_clean: the number of (untrusted) cases kept clean, for any protocol (MTCL's LA
             recipe keeps 8 of 80); overrides `level`'s case fraction for morph.
         figures: also write clean-vs-noisy overlays and a histogram of per-case noise levels.
-        source, source_run, source_overrides: for the model protocols `pseudo` (needs
-            `source_run`) and `sfda` (needs `source_run` or `source`, a source dataset on which
-            a `supervised` run is trained with `source_overrides` into a temporary folder that
-            is removed); `params` then holds sfda's adaptation settings (steps, lr,
-            batch_size, patch_size). See noisyseg.noise.model_labels.
+        model_labels: the labels of a ``model`` protocol (``pseudo``, ``sfda``), which train
+            and run models: :func:`noisyseg.modelnoise.make_noisy_dataset` supplies them.
     """
     from ..data import open_dataset
     from ..runinfo import package_versions
@@ -201,11 +200,12 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
     if model_protocol:
         if level is not None:
             raise ConfigError(f"noise protocol '{protocol}' takes no level")
-        check_model_protocol_args(protocol, source, source_run, params)
+        if model_labels is None:
+            raise ConfigError(f"noise protocol '{protocol}' makes labels with a model: "
+                              "use noisyseg.modelnoise.make_noisy_dataset")
     else:
-        if source is not None or source_run is not None:
-            raise ConfigError(f"noise protocol '{protocol}' takes no --source/--source-run "
-                              f"(only {', '.join(MODEL_PROTOCOLS)} do)")
+        if model_labels is not None:
+            raise ConfigError(f"noise protocol '{protocol}' takes no model labels")
         check_protocol_params(protocol, params)
         level = validate_level(protocol, level)
         if protocol_record(protocol).level is None and level is not None:
@@ -225,9 +225,7 @@ def make_noisy_dataset(data: Path | str, out: Path | str, *, protocol: str, leve
                               n_clean, ds.groups)
     if model_protocol:
         out.parent.mkdir(parents=True, exist_ok=True)
-        results = model_noisy_labels(protocol, ds, cases, corrupt, seed=seed, source=source, source_run=source_run,
-                                     source_overrides=source_overrides, params=params, progress=progress,
-                                     scratch_dir=out.parent)
+        results = model_labels(ds, cases, corrupt, out.parent)
     else:
         results = noisy_labels(cases, corrupt, protocol=protocol, level=level, seed=seed, params=params,
                                progress=progress, groups=ds.groups)

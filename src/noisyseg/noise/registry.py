@@ -9,8 +9,8 @@ kind, on which :func:`noisyseg.noise.apply.make_noisy_dataset` branches:
   ``classswap``, ``flip``);
 - ``dataset``: noise calibrated over all corrupted cases together, ``dataset_fn(labels, level,
   rng, *, spacing=None, **params) -> [(noisy, info), ...]`` (``l2b``: mean 1 - Dice on the level);
-- ``model``: labels made by a trained model (``pseudo``, ``sfda``), implemented in
-  :mod:`noisyseg.noise.model_labels`; no per-label function and no level.
+- ``model``: labels made by a trained model (``pseudo``, ``sfda``), implemented above the
+  training code in :mod:`noisyseg.modelnoise`; no per-label function and no level.
 
 :data:`PROTOCOLS` (label and dataset kinds: name -> generator), :data:`LEVEL_PARAMS` and
 :data:`MODEL_PROTOCOLS` derive from the registry. The levels and their meaning are in
@@ -113,7 +113,7 @@ def protocol_record(name: str) -> Protocol:
 
 def get_protocol(name: str) -> Callable[..., tuple[np.ndarray, dict]]:
     """The generator function for a protocol name, or ConfigError with a suggestion (model
-    protocols have none: they run through ``make_noisy_dataset``)."""
+    protocols have none: they run through :func:`noisyseg.modelnoise.make_noisy_dataset`)."""
     try:
         return PROTOCOLS[name]
     except (KeyError, TypeError):

@@ -12,8 +12,10 @@ from noisyseg import api
 from noisyseg.cli import app
 from noisyseg.data import open_dataset
 from noisyseg.io import read_file
-from noisyseg.noise.apply import make_noisy_dataset
-from noisyseg.noise.model_labels import _bn_modules, adapt_entropy, pseudo_labels
+from noisyseg.errors import ConfigError
+from noisyseg.modelnoise import make_noisy_dataset
+from noisyseg.modelnoise.labels import _bn_modules, adapt_entropy, pseudo_labels
+from noisyseg.noise import apply
 
 runner = CliRunner()
 ADAPT = {"steps": 4, "lr": 0.05, "batch_size": 2}
@@ -129,3 +131,24 @@ def test_missing_source_is_one_clear_line(mni_small, tmp_path):
                               str(tmp_path / "n"), "--source-run", str(tmp_path)])
     assert res.exit_code == 2 and "--source" in res.output
     assert not any(tmp_path.iterdir())
+
+
+def test_the_noise_layer_asks_for_a_model_protocols_labels_and_passes_their_arguments(mni_small, tmp_path):
+    with pytest.raises(ConfigError, match="modelnoise"):  # noise/ trains no model itself
+        apply.make_noisy_dataset(mni_small, tmp_path / "a", protocol="pseudo", progress=False)
+    with pytest.raises(ConfigError, match="no model labels"):
+        apply.make_noisy_dataset(mni_small, tmp_path / "b", protocol="flip", model_labels=lambda *a: [],
+                                 progress=False)
+    seen = {}
+
+    def given(ds, cases, corrupt, scratch):
+        seen.update(cases=[c.id for c in cases], corrupt=corrupt, scratch=scratch)
+        return [(np.zeros_like(c.label), {"protocol": "zeros"}) if c.id in corrupt else (c.label, {"protocol": "none"})
+                for c in cases]
+
+    out = apply.make_noisy_dataset(mni_small, tmp_path / "c", protocol="sfda", params={"steps": 1}, seed=2,
+                                   model_labels=given, progress=False)
+    assert seen["scratch"] == tmp_path and set(_corrupted(out)) == seen["corrupt"] and seen["corrupt"]
+    assert all(not _written(out, cid).any() for cid in seen["corrupt"])
+    assert json.loads((out / "noise_summary.json").read_text())["params"] == {"steps": 1}
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())

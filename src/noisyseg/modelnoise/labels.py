@@ -1,6 +1,7 @@
 """Model-made label noise: labels are a segmentation model's predictions (docs/reference.md §3).
 
-Two dataset-level protocols (used by `make_noisy_dataset`, not per-array generators):
+Two dataset-level protocols (used by :func:`noisyseg.modelnoise.make_noisy_dataset`, not
+per-array generators):
 
 - ``pseudo``: the labels of the corrupted cases are the predictions of a trained run
   (``source_run``) on the training images.
@@ -27,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.case import Case, check_compatible
+from ..data.case import Case, Dataset, check_compatible
 from ..errors import ConfigError
-from .registry import MODEL_PROTOCOLS
+from ..noise.registry import MODEL_PROTOCOLS
 
 __all__ = ["MODEL_PROTOCOLS", "adapt_entropy", "check_model_protocol_args", "model_noisy_labels", "pseudo_labels"]
 ADAPT_DEFAULTS = {"steps": 50, "lr": 1e-3, "batch_size": None, "patch_size": None}
@@ -118,7 +119,7 @@ def check_model_protocol_args(protocol: str, source, source_run, params: dict) -
     return {**ADAPT_DEFAULTS, **params}
 
 
-def model_noisy_labels(protocol: str, ds, cases: list[Case], corrupt: set[str], *, seed: int,
+def model_noisy_labels(protocol: str, ds: Dataset, cases: list[Case], corrupt: set[str], *, seed: int,
                        source: Path | str | None = None, source_run: Path | str | None = None,
                        source_overrides: dict | None = None, params: dict | None = None,
                        progress: bool = False, scratch_dir: Path | str | None = None
