@@ -20,7 +20,7 @@ def test_quick_demo_prints_the_table_and_writes_figures(tmp_path):
     assert clean["dice_1"]["mean"] > 0.6 and clean["dice_2"]["mean"] > 0.6  # it learned real anatomy
     for name in ("test_predictions.png", "training_labels_clean_vs_noisy.png", "validation_curves.png", "test_dice.png"):
         assert (out / "figures" / name).stat().st_size > 1000
-    assert (out / "runs" / "clcs" / "figures" / "clcs_curriculum.png").is_file()
+    assert (out / "runs" / "clcs" / "figures" / "clcs_curves.png").is_file()
     assert (out / "runs" / "metadcseg" / "figures" / "metadcseg_weight_maps.png").is_file()
 
 

@@ -414,7 +414,7 @@ def test_clcs_selects_cleaner_pixels_and_beats_supervised_on_eroded_labels(tmp_p
     # literal count form would keep it near its share of the image, about 0.1, and trust all its labels)
     assert mean("threshold/c0") == pytest.approx(0.95, abs=1e-3)
     assert 0.3 < mean("threshold/c1") <= 0.95
-    assert (tmp_path / "clcs" / "figures" / "clcs_curriculum.png").stat().st_size > 0
+    assert (tmp_path / "clcs" / "figures" / "clcs_curves.png").stat().st_size > 0
 
 
 def test_dice_over_all_pixels_reaches_the_pixels_left_out_of_the_clean_loss():

@@ -91,3 +91,13 @@ def test_state_dict_round_trip_and_probabilities(name, dims, one_thread):
     assert probs.shape == (2, K) + (SIZE[dims],) * dims and probs.dtype == torch.float32
     assert bool((probs >= 0).all())
     torch.testing.assert_close(probs.sum(1), torch.ones((2,) + (SIZE[dims],) * dims))
+
+
+@pytest.mark.parametrize("name", [n for n in available_methods() if get_method_class(n).figure_groups])
+def test_declared_figure_groups_name_logged_scalars(name, one_thread):
+    """Every log group a method asks the loop to draw is logged by its late training steps
+    (with clean labels in the batch, as in a benchmark)."""
+    method = tiny_method(name, dims=2, k=K, train=True)
+    out = method.training_step(contract_batch(name, 2), PHASES["late"])
+    prefixes = {key.split("/")[0] for key in out.logs if "/" in key}
+    assert set(get_method_class(name).figure_groups) <= prefixes, prefixes

@@ -141,6 +141,9 @@ def host_logs(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     return host_values(list(terms), list(terms.values()))
 
 
+SELECTION_FIGURE_GROUPS = ("selection", "selection_precision", "selection_recall", "selection_kept")
+
+
 def dice_by_default(flag: bool | None, spatial_dims: int) -> bool:
     """Whether a method adds soft Dice: its `dice` parameter, or when None only for 3D training."""
     return spatial_dims == 3 if flag is None else bool(flag)

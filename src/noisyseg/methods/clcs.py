@@ -18,7 +18,6 @@ recall, base rate, per class). Design choices and measurements: docs/methods/clc
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -26,6 +25,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from .base import (
+    SELECTION_FIGURE_GROUPS,
     Method,
     StepInfo,
     StepOutput,
@@ -236,6 +236,7 @@ class CLCS(Method):
 
     name = "clcs"
     Params = CLCSParams
+    figure_groups = ("threshold", "clean_frac", *SELECTION_FIGURE_GROUPS)
 
     def __init__(self, params: CLCSParams, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)
@@ -328,21 +329,10 @@ class CLCS(Method):
             values.append(sel_values)
         return host_values(names, values)  # 0/0 → NaN (undefined)
 
-    # ------------------------------------------------------------------ inference and figures
+    # ------------------------------------------------------------------ inference
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the two branches' softmax (N, K, *S), or one branch by `params.inference`."""
         mode = self.params.inference
         nets = {"mean": [self.net1, self.net2], "branch1": [self.net1], "branch2": [self.net2]}[mode]
         return mean_softmax(nets, x)
-
-    def write_figures(self, run_dir: Path, cases, device: torch.device) -> None:
-        """`clcs_curriculum.png`: thresholds, clean shares and selection quality over training."""
-        log_csv = Path(run_dir).parent / "train_log.csv"
-        if not log_csv.is_file():
-            return
-        from ..report.figures import plot_training_curves
-
-        plot_training_curves(log_csv, Path(run_dir) / "clcs_curriculum.png",
-                             groups=["threshold", "clean_frac", "selection", "selection_precision",
-                                     "selection_recall", "selection_kept"])

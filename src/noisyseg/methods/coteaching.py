@@ -27,6 +27,7 @@ from .base import (
     Method,
     StepInfo,
     StepOutput,
+    SELECTION_FIGURE_GROUPS,
     dice_by_default,
     host_values,
     mean_softmax,
@@ -159,6 +160,7 @@ class CoTeaching(Method):
     """Two networks, each trained on the pixels its partner finds small-loss (see module doc)."""
 
     name = "coteaching"
+    figure_groups = ("kept", *SELECTION_FIGURE_GROUPS)
     Params = CoTeachingParams
 
     def __init__(self, params: CoTeachingParams, make_net, num_classes, spatial_dims):

@@ -24,6 +24,7 @@ from .base import (
     Method,
     StepInfo,
     StepOutput,
+    SELECTION_FIGURE_GROUPS,
     dice_by_default,
     host_values,
     mean_softmax,
@@ -89,6 +90,7 @@ class TriNet(Method):
     """Three networks; each is trained on the agreed, small-loss pixels of the other two (see module doc)."""
 
     name = "trinet"
+    figure_groups = ("kept", "agree", *SELECTION_FIGURE_GROUPS)
     Params = TriNetParams
 
     def __init__(self, params: TriNetParams, make_net, num_classes, spatial_dims):
