@@ -5,9 +5,9 @@ Two networks (same architecture, different initialisation) on the given labels �
 T(c) = τ·β(c)/(2 − β(c)), β(c) = σ(c)/max σ, σ the EMA learning status of each class
 (`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE, plus soft Dice (`dice_pixels`: over
 all annotated pixels against ỹ in 2D, over the clean pixels in 3D by default); the others the
-Noise Balance Loss w·[α·CE + β·RCE], w = sg(p̄(ỹ)); a discrepancy loss on the last decoder features keeps the branches apart.
-L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a warm-up of CE + Dice on all pixels; inference
-averages both branches' softmax.
+Noise Balance Loss w·[α·CE + β·RCE], w = sg(p̄(ỹ)); a discrepancy loss on the last decoder
+features keeps the branches apart. L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a warm-up of
+CE + Dice on all pixels; inference averages both branches' softmax.
 
 Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `CLCSParams`.
 Capability: `label_thresholds()` = `thresholds()`, the current T (K,).
@@ -244,9 +244,13 @@ class CLCS(Method):
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.register_buffer("sigma", torch.zeros(num_classes, dtype=torch.float32))
         self.dice_pixels = params.dice_pixels or ("clean" if spatial_dims == 3 else "all")
-        self.use_dice = self.dice_pixels != "none"
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def use_dice(self) -> bool:
+        """Whether the clean loss has a soft Dice term (`dice_pixels` other than 'none')."""
+        return self.dice_pixels != "none"
 
     def warmup_steps(self, max_steps: int) -> int:
         return int(round(self.params.warmup_fraction * max_steps))

@@ -21,10 +21,10 @@ from pydantic import Field
 
 from ..config import StrictModel
 from .base import (
+    SELECTION_FIGURE_GROUPS,
     Method,
     StepInfo,
     StepOutput,
-    SELECTION_FIGURE_GROUPS,
     dice_by_default,
     host_values,
     mean_softmax,
