@@ -14,7 +14,8 @@ from noisyseg.data import open_dataset
 from noisyseg.io import read_file
 from noisyseg.errors import ConfigError
 from noisyseg.modelnoise import make_noisy_dataset
-from noisyseg.modelnoise.labels import _bn_modules, adapt_entropy, pseudo_labels
+from noisyseg.modelnoise.labels import adapt_entropy, pseudo_labels
+from noisyseg.modelnoise.sfda import _bn_modules
 from noisyseg.noise import apply
 
 runner = CliRunner()
@@ -152,3 +153,42 @@ def test_the_noise_layer_asks_for_a_model_protocols_labels_and_passes_their_argu
     assert all(not _written(out, cid).any() for cid in seen["corrupt"])
     assert json.loads((out / "noise_summary.json").read_text())["params"] == {"steps": 1}
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_a_new_model_protocol_is_one_module_plus_its_record(mni_small, mni_run, tmp_path, monkeypatch):
+    """A record of kind model whose `impl` names a module with check_args/adapt is used end to end:
+    its checks run, its adaptation reaches the model, and its report entries are written."""
+    import sys
+    import types
+
+    from noisyseg.noise import registry
+
+    mod = types.ModuleType("fake_model_protocol")
+    seen = {}
+
+    def check_args(source, source_run, params):
+        if "gain" not in params:
+            raise ConfigError("noise protocol 'zero': needs gain")
+        return dict(params)
+
+    def adapt(method, cases, info, cfg, params, seed):
+        seen["cases"] = len(cases)
+        for p in method.parameters():  # an adaptation that makes every prediction background
+            p.data.zero_()
+        return {"gain": params["gain"]}
+
+    mod.check_args, mod.adapt = check_args, adapt
+    monkeypatch.setitem(sys.modules, "fake_model_protocol", mod)
+    monkeypatch.setitem(registry.REGISTRY, "zero", registry.Protocol("zero", "model", impl="fake_model_protocol"))
+    with pytest.raises(ConfigError, match="needs gain"):
+        make_noisy_dataset(mni_small, tmp_path / "bad", protocol="zero", source_run=mni_run, progress=False)
+    assert not (tmp_path / "bad").exists()
+    out = make_noisy_dataset(mni_small, tmp_path / "n", protocol="zero", source_run=mni_run, params={"gain": 3},
+                             progress=False)
+    assert seen["cases"] == len(_train_cases(mni_small))
+    corrupted = _corrupted(out)
+    assert corrupted
+    for cid in corrupted:
+        assert np.unique(_written(out, cid)).tolist() == [0]
+    row = next(r for r in csv.DictReader((out / "noise_report.csv").open()) if r["corrupted"] == "1")
+    assert json.loads(row["operation"])["gain"] == 3

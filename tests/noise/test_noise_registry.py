@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -28,7 +29,10 @@ WITHOUT_LEVEL = [n for n, p in REGISTRY.items() if p.level is None and p.kind !=
 def test_every_record_is_consistent_and_the_tables_derive_from_it():
     for name, p in REGISTRY.items():
         assert p.name == name and p.kind in ("label", "dataset", "model")
-        assert (p.fn is None) == (p.kind == "model")
+        assert (p.fn is None) == (p.kind == "model") == (p.impl is not None)
+        if p.kind == "model":
+            module = importlib.import_module(p.impl)
+            assert callable(module.check_args) and callable(module.adapt)
         assert (p.dataset_fn is not None) == (p.kind == "dataset")
         assert p.kind != "model" or p.level is None
     assert list(PROTOCOLS) == [n for n, p in REGISTRY.items() if p.kind != "model"]

@@ -9,8 +9,9 @@ kind, on which :func:`noisyseg.noise.apply.make_noisy_dataset` branches:
   ``classswap``, ``flip``);
 - ``dataset``: noise calibrated over all corrupted cases together, ``dataset_fn(labels, level,
   rng, *, spacing=None, **params) -> [(noisy, info), ...]`` (``l2b``: mean 1 - Dice on the level);
-- ``model``: labels made by a trained model (``pseudo``, ``sfda``), implemented above the
-  training code in :mod:`noisyseg.modelnoise`; no per-label function and no level.
+- ``model``: labels made by a trained model (``pseudo``, ``sfda``): no per-label function
+  and no level; the record's `impl` names the module that makes them, one file each in
+  :mod:`noisyseg.modelnoise` (above the training code, so this package never imports it).
 
 :data:`PROTOCOLS` (label and dataset kinds: name -> generator), :data:`LEVEL_PARAMS` and
 :data:`MODEL_PROTOCOLS` derive from the registry. The levels and their meaning are in
@@ -63,6 +64,9 @@ class Protocol:
         params_of: the function whose keyword-only parameters the protocol takes
             (default `fn`).
         example: parameters that make the protocol visibly change small labels (tests, docs).
+        impl: for a ``model`` protocol, the dotted name of its module, which defines
+            ``check_args(source, source_run, params) -> dict`` and ``adapt(method, cases, info,
+            cfg, params, seed) -> dict`` (see :mod:`noisyseg.modelnoise.labels`).
     """
 
     name: str
@@ -72,6 +76,7 @@ class Protocol:
     dataset_fn: Callable[..., list[tuple[np.ndarray, dict]]] | None = None
     params_of: Callable | None = None
     example: dict = field(default_factory=dict)
+    impl: str | None = None
 
 
 _ALL = (
@@ -84,8 +89,8 @@ _ALL = (
     Protocol("ellipse", "label", ellipse, example={"probability": 0.5}),
     Protocol("classswap", "label", classswap, Level("fraction", 0.0, 1.0), example={"fraction": 0.5}),
     Protocol("flip", "label", flip, Level("rate", 0.0, 1.0, False, True), example={"rate": 0.05}),
-    Protocol("pseudo", "model"),
-    Protocol("sfda", "model"),
+    Protocol("pseudo", "model", impl="noisyseg.modelnoise.pseudo"),
+    Protocol("sfda", "model", impl="noisyseg.modelnoise.sfda"),
 )
 
 REGISTRY: dict[str, Protocol] = {p.name: p for p in _ALL}
