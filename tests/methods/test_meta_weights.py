@@ -8,9 +8,12 @@ import torch.nn.functional as F
 
 from noisyseg.config import NetConfig
 from noisyseg.methods.meta_weights import (
+    MetaWeights,
+    balanced_ce_meta_loss,
     head_meta_pixel_weights,
     meta_pixel_weights,
     normalise_weights,
+    renormalise,
     weights_for_step,
 )
 from noisyseg.methods.shared import frozen_norm_stats
@@ -163,3 +166,53 @@ def test_normalisation_all_non_positive_is_uniform():
     assert uniform
     torch.testing.assert_close(a, torch.full((2, 3), 1 / 12))
     torch.testing.assert_close(b, torch.full((2, 3), 1 / 12))
+
+
+def _mw(raw_r, raw_p):
+    z = torch.zeros_like(raw_r)
+    return MetaWeights(z, z, raw_r, raw_p, z.long(), torch.tensor(0.0), torch.tensor(False))
+
+
+def test_class_normalisation_keeps_each_class_share_and_moves_weight_within_it():
+    # 1 x 6 pixels, given labels 0 0 0 0 1 1 (class 1: a third of the pixels)
+    label = torch.tensor([[0, 0, 0, 0, 1, 1]])
+    raw_r = torch.tensor([[4.0, 4.0, 0.0, -1.0, 0.001, -5.0]])  # class 1's weights tiny next to class 0's
+    raw_p = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.003, 0.0]])
+    out = renormalise(_mw(raw_r, raw_p), groups=label, num_groups=2)
+    share = out.alpha + out.beta
+    assert float(share[label == 0].sum()) == pytest.approx(4 / 6)
+    assert float(share[label == 1].sum()) == pytest.approx(2 / 6)
+    # within a class in proportion to max(raw, 0): class 1 has 0.001 + 0.003 of positive mass
+    torch.testing.assert_close(out.alpha[0, 4:], torch.tensor([2 / 6 * 0.25, 0.0]))
+    torch.testing.assert_close(out.beta[0, 4:], torch.tensor([2 / 6 * 0.75, 0.0]))
+    torch.testing.assert_close(out.alpha[0, :4], torch.tensor([2 / 6, 2 / 6, 0.0, 0.0]))
+    assert not bool(out.uniform)
+    # the batch normalisation would have given class 1 almost nothing
+    batch = renormalise(_mw(raw_r, raw_p))
+    assert float((batch.alpha + batch.beta)[label == 1].sum()) < 1e-3
+
+
+def test_class_normalisation_falls_back_to_uniform_within_a_class_and_skips_unannotated_pixels():
+    label = torch.tensor([[0, 0, 1, 1, 2]])
+    raw_r = torch.tensor([[1.0, 3.0, -1.0, -2.0, 5.0]])
+    raw_p = torch.zeros(1, 5)
+    valid = torch.tensor([[True, True, True, True, False]])
+    out = renormalise(_mw(raw_r, raw_p), valid=valid, groups=label, num_groups=3)
+    assert bool(out.uniform)  # class 1 had no positive weight
+    torch.testing.assert_close(out.alpha[0], torch.tensor([0.125, 0.375, 0.125, 0.125, 0.0]))
+    torch.testing.assert_close(out.beta[0], torch.tensor([0.0, 0.0, 0.125, 0.125, 0.0]))
+    assert float(out.alpha.sum() + out.beta.sum()) == pytest.approx(1.0)
+
+
+def test_balanced_meta_loss_is_the_mean_of_per_class_mean_ce():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    label = torch.zeros(2, 4, 5, dtype=torch.long)
+    label[0, 0, :2] = 2  # class 2: two pixels, class 1 absent
+    ce = F.cross_entropy(logits, label, reduction="none")
+    expected = (ce[label == 0].mean() + ce[label == 2].mean()) / 2
+    torch.testing.assert_close(balanced_ce_meta_loss(logits, label), expected)
+    weight = torch.ones(2, 4, 5)
+    weight[0, 0, 0] = 0.0  # an unannotated pixel counts nowhere
+    expected_w = (ce[label == 0].mean() + ce[0, 0, 1]) / 2
+    torch.testing.assert_close(balanced_ce_meta_loss(logits, label, weight), expected_w)

@@ -68,16 +68,55 @@ def ce_meta_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor
     return weighted_mean(pixel_ce(logits, label), weight)
 
 
-def restrict_to_valid(mw: MetaWeights, valid: torch.Tensor) -> MetaWeights:
-    """The weights renormalised over the annotated pixels `valid` (N, *S) bool: α = β = 0 elsewhere,
-    Σα + Σβ = 1 (uniform over the valid pixels when no raw weight there is positive)."""
-    v = valid.to(mw.raw_real.dtype)
+def balanced_ce_meta_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+    """Class-balanced meta loss: the mean over the classes present in `label` of each class's
+    mean pixel cross-entropy, so a structure of 1 % of the pixels has a class's say, not 1 %.
+    logits (N, K, *S), label (N, *S), optional per-pixel weight (N, *S) (the annotated pixels)."""
+    ce = pixel_ce(logits, label)
+    w = torch.ones_like(ce) if weight is None else weight.to(ce.dtype)
+    oh = one_hot(label, logits.shape[1]).to(ce.dtype) * w.unsqueeze(1)
+    dims = (0,) + tuple(range(2, oh.ndim))
+    mass = oh.sum(dims)
+    per_class = (oh * ce.unsqueeze(1)).sum(dims) / mass.clamp_min(1e-8)
+    present = (mass > 0).to(ce.dtype)
+    return (per_class * present).sum() / present.sum().clamp_min(1.0)
+
+
+def renormalise(mw: MetaWeights, valid: torch.Tensor | None = None, groups: torch.Tensor | None = None,
+                num_groups: int = 0) -> MetaWeights:
+    """α, β from the raw weights, normalised over the annotated pixels and, with `groups`, per group.
+
+    Args:
+        mw: weights whose `raw_real` / `raw_pseudo` (N, *S) are used.
+        valid: optional (N, *S) bool, the annotated pixels: the others get α = β = 0.
+        groups: optional (N, *S) long in 0..num_groups−1 (e.g. the given label). Each group g
+            with n_g valid pixels keeps the weight n_g / n that uniform weights would give it,
+            shared among its pixels in proportion to max(w̃, 0) (uniformly when none is
+            positive), so the weighting moves weight within a class, never between classes.
+        num_groups: the number of groups.
+    Returns:
+        MetaWeights with the new alpha, beta (Σα + Σβ = 1 over the valid pixels) and `uniform`
+        (true when some group, or the whole batch without groups, fell back to uniform).
+    """
+    v = torch.ones_like(mw.raw_real) if valid is None else valid.to(mw.raw_real.dtype)
     a, b = mw.raw_real.clamp_min(0) * v, mw.raw_pseudo.clamp_min(0) * v
-    z = a.sum() + b.sum()
-    uniform = z <= 0
-    u = 0.5 * v / v.sum().clamp_min(1.0)
-    return dataclasses.replace(mw, alpha=torch.where(uniform, u, a / z), beta=torch.where(uniform, u, b / z),
-                               uniform=uniform)
+    n = v.sum().clamp_min(1.0)
+    if groups is None:
+        z = a.sum() + b.sum()
+        uniform = z <= 0
+        u = 0.5 * v / n
+        return dataclasses.replace(mw, alpha=torch.where(uniform, u, a / z), beta=torch.where(uniform, u, b / z),
+                                   uniform=uniform)
+    oh = one_hot(groups, num_groups).to(a.dtype) * v.unsqueeze(1)
+    dims = (0,) + tuple(range(2, oh.ndim))
+    n_g = oh.sum(dims)
+    z_g = (oh * (a + b).unsqueeze(1)).sum(dims)
+    fallback = (z_g <= 0) & (n_g > 0)
+    scale = torch.where(fallback, torch.zeros_like(z_g), (n_g / n) / z_g.clamp_min(torch.finfo(a.dtype).tiny))
+    per_pixel = torch.einsum("ng...,g->n...", oh, scale)
+    u = 0.5 * torch.einsum("ng...,g->n...", oh, fallback.to(a.dtype)) / n
+    return dataclasses.replace(mw, alpha=a * per_pixel + u, beta=b * per_pixel + u, uniform=fallback.any())
 
 
 def meta_gradient(net: nn.Module, meta_image: torch.Tensor, meta_label: torch.Tensor,
@@ -265,6 +304,23 @@ def wrong_label_logs(alpha: torch.Tensor, label: torch.Tensor, clean_label: torc
     return {"meta/wrong_label_rate": wrong.mean(), "meta/wrong_label_weight_share": (alpha * wrong).sum() / alpha.sum()}
 
 
+def class_weight_logs(alpha: torch.Tensor, label: torch.Tensor, pseudo_label: torch.Tensor,
+                      num_classes: int) -> dict[str, torch.Tensor]:
+    """Where the weight goes by class, as tensors, for every foreground class k:
+    ``meta/alpha_share/c{k}`` (Σα over pixels labelled k / Σα; NaN when Σα = 0),
+    ``meta/label_share/c{k}`` (share of pixels labelled k: the α share of uniform weights) and
+    ``meta/pseudo_share/c{k}`` (share of pixels whose pseudo-label is k). A class whose α share
+    falls far below its label share is being traded away."""
+    total = alpha.sum()
+    out = {}
+    for k in range(1, num_classes):
+        is_k = (label == k).float()
+        out[f"meta/alpha_share/c{k}"] = (alpha * is_k).sum() / total
+        out[f"meta/label_share/c{k}"] = is_k.mean()
+        out[f"meta/pseudo_share/c{k}"] = (pseudo_label == k).float().mean()
+    return out
+
+
 def _masked_meta_loss(meta_loss, weight: torch.Tensor, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return meta_loss(logits, label, weight)
 
@@ -274,6 +330,7 @@ def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, m
                      meta_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = ce_meta_loss,
                      scope: str = "all", features: torch.Tensor | None = None,
                      valid: torch.Tensor | None = None, meta_valid: torch.Tensor | None = None,
+                     per_class: int = 0,
                      ) -> MetaWeights:
     """`meta_pixel_weights` (or `head_meta_pixel_weights`) as L2B and MetaDCSeg call it in a step.
 
@@ -287,14 +344,16 @@ def weights_for_step(net: nn.Module, image: torch.Tensor, label: torch.Tensor, m
             caller ran, so with 'running' statistics only the meta pass uses eval mode.
         valid, meta_valid: optional (N, *S) / (M, *S) bool, the annotated pixels of each batch:
             the others get no weight and no meta loss.
+        per_class: K > 0 (the number of classes) normalises per class of the given label
+            (`renormalise` with groups = label) instead of over the whole batch; 0: off.
     The network's mode is restored afterwards.
     """
     if meta_valid is not None:
         meta_loss = functools.partial(_masked_meta_loss, meta_loss, meta_valid.float())
-    if valid is not None:
-        return restrict_to_valid(weights_for_step(net, image, label, meta_image, meta_label, lr=lr,
-                                                  norm_stats=norm_stats, flip_average=flip_average,
-                                                  meta_loss=meta_loss, scope=scope, features=features), valid)
+    if valid is not None or per_class:
+        mw = weights_for_step(net, image, label, meta_image, meta_label, lr=lr, norm_stats=norm_stats,
+                              flip_average=flip_average, meta_loss=meta_loss, scope=scope, features=features)
+        return renormalise(mw, valid, label.clamp_min(0) if per_class else None, per_class)
     was_training = net.training
     if norm_stats == "running":
         net.eval()

@@ -13,7 +13,8 @@ moves only the 1x1 head in the look-ahead, about half the cost). AMP is declined
 Capability: `label_weights()` (α, β, ŷ), the audit's signal.
 Logs: ``meta/alpha_mean``, ``meta/beta_mean`` (sum to 1), ``meta/kept_fraction``,
 ``meta/boundary_fraction``, ``meta/gamma_boundary_mean`` (with DCD), ``meta/stage``,
-``meta/uniform_fallback``, ``meta_loss``, ``loss/weighted_ce``, ``loss/dice``; with
+``meta/uniform_fallback``, ``meta/alpha_share/c{k}``, ``meta/label_share/c{k}``, ``meta/pseudo_share/c{k}`` (per
+foreground class k), ``meta_loss``, ``loss/weighted_ce``, ``loss/dice``; with
 ``clean_label`` ``meta/wrong_label_rate``, ``meta/wrong_label_weight_share``.
 Design choices, cost and measurements: docs/methods/metadcseg.md.
 """
@@ -34,7 +35,9 @@ from ..data.case import Case
 from .base import LabelWeights, Method, StepInfo, StepOutput, host_logs, unit_channels
 from .losses import ce_dice_loss, one_hot, soft_dice_loss
 from .meta_weights import (
+    balanced_ce_meta_loss,
     ce_meta_loss,
+    class_weight_logs,
     soft_target,
     weighted_bootstrap_loss,
     weights_for_step,
@@ -151,7 +154,11 @@ class MetaDCSegParams(StrictModel):
 
     Args:
         lookahead_lr: η of the one-step look-ahead (scales the raw weights only).
-        meta_loss: loss on the clean meta batch: 'ce' (L2B) or 'ce_dice'.
+        meta_loss: loss on the clean meta batch: 'ce' (L2B, the mean over pixels), 'ce_dice', or
+            'ce_balanced' (the mean over present classes of each class's mean CE).
+        weight_norm: how α, β are normalised: 'batch' (the paper: Z over both maps and the
+            batch) or 'class' (per class of the given label, each class keeping its pixel share
+            of the weight; see `meta_weights.renormalise`).
         pseudo_flip_average: pseudo-labels from the softmax averaged over flips along each
             spatial axis (1 + dims extra forward passes) instead of the plain prediction.
         dcd_start: fraction of training after which DCD weighting is on (stage 2).
@@ -168,7 +175,7 @@ class MetaDCSegParams(StrictModel):
     """
 
     lookahead_lr: float = Field(1e-3, gt=0)
-    meta_loss: Literal["ce", "ce_dice"] = "ce"
+    meta_loss: Literal["ce", "ce_dice", "ce_balanced"] = "ce"
     pseudo_flip_average: bool = False
     dcd_start: float = Field(0.1, ge=0.0, le=1.0)
     center_momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -178,6 +185,7 @@ class MetaDCSegParams(StrictModel):
     dice_weight: float = Field(1.0, ge=0.0)
     weight_norm_stats: Literal["batch", "running"] = "batch"
     lookahead_scope: Literal["all", "head"] = "all"
+    weight_norm: Literal["batch", "class"] = "batch"
 
     @field_validator("boundary_width")
     @classmethod
@@ -209,7 +217,8 @@ class MetaDCSeg(Method):
     # -- pieces of a step ------------------------------------------------------------
 
     def _meta_loss_fn(self):
-        return ce_meta_loss if self.params.meta_loss == "ce" else ce_dice_loss
+        return {"ce": ce_meta_loss, "ce_dice": ce_dice_loss, "ce_balanced": balanced_ce_meta_loss}[
+            self.params.meta_loss]
 
     def label_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
                       meta_label: torch.Tensor, *, valid: torch.Tensor | None = None,
@@ -227,7 +236,8 @@ class MetaDCSeg(Method):
         return weights_for_step(self.net, image, label, meta_image, meta_label, lr=p.lookahead_lr,
                                 norm_stats=p.weight_norm_stats, flip_average=p.pseudo_flip_average,
                                 meta_loss=self._meta_loss_fn(), scope=p.lookahead_scope, features=features,
-                                valid=valid, meta_valid=meta_valid)
+                                valid=valid, meta_valid=meta_valid,
+                                per_class=self.num_classes if p.weight_norm == "class" else 0)
 
     def _regions_and_features(self, feats: torch.Tensor, logits: torch.Tensor, pseudo: torch.Tensor):
         p = self.params
@@ -287,6 +297,7 @@ class MetaDCSeg(Method):
                 terms["meta/gamma_boundary_mean"] = (gamma * boundary).sum() / boundary.sum()
             if "clean_label" in batch:  # benchmarks only: how much weight lands on wrong labels
                 terms.update(wrong_label_logs(alpha, label, batch["clean_label"]))
+            terms.update(class_weight_logs(alpha, label, pseudo, self.num_classes))
             terms.update({"meta/uniform_fallback": mw.uniform, "meta_loss": mw.meta_loss})
         logs = host_logs(terms)  # the step's one device-to-host copy
         logs["meta/stage"] = float(stage)
