@@ -21,6 +21,7 @@ from noisyseg.methods.metadcseg import (
     BOUNDARY,
     FOREGROUND,
     center_distance,
+    class_agreement,
     dcd_gamma,
     dcd_regions,
     ema_centers,
@@ -173,7 +174,7 @@ def test_training_step_logs_and_state(scope):
     from noisyseg.nets import net_factory
 
     cls, params = validate_method(MethodConfig(name="metadcseg", params={
-        "dcd_start": 0.0, "pseudo_flip_average": True, "lookahead_scope": scope}))
+        "dcd_start": 0.0, "meta_start": 0.0, "pseudo_flip_average": True, "lookahead_scope": scope}))
     torch.manual_seed(0)
     make = net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), 2, 1, 2)
     method = cls(params, make, 2, 2).train()
@@ -195,6 +196,46 @@ def test_training_step_logs_and_state(scope):
     assert {"centers", "centers_ready"} <= set(method.state_dict())
     counts = {int(m.num_batches_tracked) for m in method.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert counts == {1}
+
+
+def test_class_agreement_is_the_dice_of_the_least_found_foreground_class():
+    label = torch.tensor([[0, 1, 1, 1, 1, 2, 2, 0]])
+    pseudo = torch.tensor([[1, 1, 1, 0, 0, 2, 2, 2]])
+    # class 1: 2 of 4 found, 3 predicted -> 4/7; class 2: 2 of 2 found, 3 predicted -> 4/5
+    assert float(class_agreement(pseudo, label, 3)) == pytest.approx(4 / 7)
+    assert float(class_agreement(pseudo, label, 4)) == pytest.approx(4 / 7)  # an absent class does not count
+    valid = torch.tensor([[False, True, True, True, True, True, True, True]])
+    assert float(class_agreement(pseudo, label, 3, valid)) == pytest.approx(2 / 3)  # class 1: 2 * 2 / (4 + 2)
+    assert torch.isnan(class_agreement(pseudo, torch.zeros_like(label), 3))
+    assert float(class_agreement(label, label, 3)) == pytest.approx(1.0)
+
+
+def test_warmup_is_supervised_until_the_prediction_covers_the_classes():
+    from noisyseg.methods.losses import ce_dice_loss
+    from noisyseg.nets import net_factory
+
+    cls, params = validate_method(MethodConfig(name="metadcseg", params={"meta_start": 0.5}))
+    torch.manual_seed(0)
+    method = cls(params, net_factory(NetConfig(channels=[4, 8], features=4, num_res_units=0), 2, 1, 2), 2, 2).train()
+    lab = torch.from_numpy(disk(16, 5, (8, 8)).astype(np.int64))[None].repeat(2, 1, 1)
+    g = torch.Generator().manual_seed(1)
+    batch = {"image": torch.randn(2, 1, 16, 16, generator=g) + lab[:, None], "label": lab,
+             "meta_image": torch.randn(2, 1, 16, 16, generator=g), "meta_label": lab}
+    with torch.no_grad():  # training mode: the step's forward gives the same logits
+        logits = method.net(batch["image"])
+    out = method.training_step(batch, StepInfo(0, 10))
+    assert out.logs["meta/stage"] == 0.0 and "meta/alpha_mean" not in out.logs
+    torch.testing.assert_close(out.loss, ce_dice_loss(logits, lab))
+    expected = 0.1 * float(class_agreement(logits.max(1).indices, lab, 2))
+    assert float(method.agreement) == pytest.approx(expected) and out.logs["meta/agreement"] == pytest.approx(expected)
+    assert not bool(method.meta_on)
+    method.agreement.fill_(0.6)  # the running agreement passes meta_start at the next step
+    method.training_step(batch, StepInfo(1, 10))
+    assert bool(method.meta_on)
+    state = method.state_dict()
+    assert bool(state["meta_on"])  # a resumed run does not warm up again
+    out = method.training_step(batch, StepInfo(2, 10))
+    assert out.logs["meta/stage"] == 2.0 and "meta/alpha_mean" in out.logs
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ moves only the 1x1 head in the look-ahead, about half the cost). AMP is declined
 Capability: `label_weights()` (α, β, ŷ), the audit's signal.
 Logs: ``meta/alpha_mean``, ``meta/beta_mean`` (sum to 1), ``meta/kept_fraction``,
 ``meta/boundary_fraction``, ``meta/gamma_boundary_mean`` (with DCD), ``meta/stage``,
-``meta/uniform_fallback``, ``meta/alpha_share/c{k}``, ``meta/label_share/c{k}``, ``meta/pseudo_share/c{k}`` (per
+``meta/uniform_fallback``, ``meta/agreement`` and ``loss/warmup`` (stage 0, see `meta_start`),
+``meta/alpha_share/c{k}``, ``meta/label_share/c{k}``, ``meta/pseudo_share/c{k}`` (per
 foreground class k), ``meta_loss``, ``loss/weighted_ce``, ``loss/dice``; with
 ``clean_label`` ``meta/wrong_label_rate``, ``meta/wrong_label_weight_share``.
 Design choices, cost and measurements: docs/methods/metadcseg.md.
@@ -21,6 +22,7 @@ Design choices, cost and measurements: docs/methods/metadcseg.md.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +50,7 @@ from .shared import frozen_norm_stats
 
 BACKGROUND, FOREGROUND, BOUNDARY = 0, 1, 2
 NUM_REGIONS = 3
+AGREEMENT_MOMENTUM = 0.9
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,6 +148,29 @@ def dcd_gamma(dist_map: torch.Tensor, region: torch.Tensor, temperature: float) 
     return torch.where(mean > 0, g / mean, torch.ones_like(g))  # (no host sync)
 
 
+def class_agreement(pseudo_label: torch.Tensor, label: torch.Tensor, num_classes: int,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+    """How well the prediction already finds the given foreground classes: the smallest, over the
+    foreground classes present in `label`, of Dice(pseudo_label == k, label == k) over the batch.
+
+    Args:
+        pseudo_label, label: (N, *S) long.
+        num_classes: K.
+        valid: optional (N, *S) bool, the annotated pixels (the others are not counted).
+    Returns:
+        0-dim float tensor in [0, 1], NaN when no foreground class is present (no host sync).
+    """
+    v = torch.ones_like(label, dtype=torch.float32) if valid is None else valid.float()
+    scores = []
+    for k in range(1, num_classes):
+        given, predicted = (label == k).float() * v, (pseudo_label == k).float() * v
+        n = given.sum()
+        dice = 2 * (given * predicted).sum() / (n + predicted.sum()).clamp_min(1.0)
+        scores.append(torch.where(n > 0, dice, torch.full_like(dice, math.inf)))
+    low = torch.stack(scores).min()
+    return torch.where(torch.isinf(low), torch.full_like(low, math.nan), low)
+
+
 # ---------------------------------------------------------------------------------------
 # The method
 # ---------------------------------------------------------------------------------------
@@ -154,6 +180,10 @@ class MetaDCSegParams(StrictModel):
 
     Args:
         lookahead_lr: η of the one-step look-ahead (scales the raw weights only).
+        meta_start: [choice] the meta weights start once the network finds every given
+            foreground class: when the running mean (momentum 0.9) of `class_agreement` of its
+            training predictions reaches this value; before, the step is `supervised`'s CE +
+            Dice on the given labels (stage 0). 0: meta weights from the first step (the paper).
         meta_loss: loss on the clean meta batch: 'ce' (L2B, the mean over pixels), 'ce_dice', or
             'ce_balanced' (the mean over present classes of each class's mean CE).
         weight_norm: how α, β are normalised: 'batch' (the paper: Z over both maps and the
@@ -166,7 +196,9 @@ class MetaDCSegParams(StrictModel):
         temperature: T of the soft assignment q = softmax(−d / T).
         boundary_width: odd side (px) of the structuring element of the boundary band.
         uncertainty_threshold: pixels with u = 1 − |2p_fg − 1| above it are boundary.
-        dice_weight: λ_D of the soft-target Dice term.
+        dice_weight: λ_D of the Dice term.
+        dice_target: the Dice term's target: 'soft' (the paper: t = (αỹ + βŷ)/(α + β) where
+            α + β > 0) or 'given' (the given labels over all annotated pixels).
         weight_norm_stats: batch-norm statistics of the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
         lookahead_scope: parameters the look-ahead moves: 'all' (the method: every trainable
@@ -175,6 +207,7 @@ class MetaDCSegParams(StrictModel):
     """
 
     lookahead_lr: float = Field(1e-3, gt=0)
+    meta_start: float = Field(0.3, ge=0.0, le=1.0)
     meta_loss: Literal["ce", "ce_dice", "ce_balanced"] = "ce"
     pseudo_flip_average: bool = False
     dcd_start: float = Field(0.1, ge=0.0, le=1.0)
@@ -183,6 +216,7 @@ class MetaDCSegParams(StrictModel):
     boundary_width: int = Field(3, ge=1)
     uncertainty_threshold: float = Field(0.5, ge=0.0, le=1.0)
     dice_weight: float = Field(1.0, ge=0.0)
+    dice_target: Literal["soft", "given"] = "soft"
     weight_norm_stats: Literal["batch", "running"] = "batch"
     lookahead_scope: Literal["all", "head"] = "all"
     weight_norm: Literal["batch", "class"] = "batch"
@@ -213,6 +247,8 @@ class MetaDCSeg(Method):
         feats = self.net.head.in_channels
         self.register_buffer("centers", torch.zeros(NUM_REGIONS, feats))
         self.register_buffer("centers_ready", torch.zeros(NUM_REGIONS, dtype=torch.bool))
+        self.register_buffer("agreement", torch.zeros(()))
+        self.register_buffer("meta_on", torch.tensor(params.meta_start == 0))
 
     # -- pieces of a step ------------------------------------------------------------
 
@@ -261,7 +297,23 @@ class MetaDCSeg(Method):
 
     # -- the step --------------------------------------------------------------------
 
+    def _warmup_step(self, batch) -> StepOutput:
+        """Stage 0: CE + Dice on the given labels, tracking how well the prediction finds the classes."""
+        image, label, valid = batch["image"], batch["label"], batch.get("valid")
+        logits = self.net(image)
+        loss = ce_dice_loss(logits, label, valid)
+        with torch.no_grad():
+            agree = class_agreement(logits.max(1).indices, label, self.num_classes, valid)
+            m = AGREEMENT_MOMENTUM
+            self.agreement.copy_(torch.where(torch.isnan(agree), self.agreement, m * self.agreement + (1 - m) * agree))
+            self.meta_on.copy_(self.meta_on | (self.agreement >= self.params.meta_start))
+            logs = host_logs({"loss/warmup": loss.detach(), "meta/agreement": self.agreement})
+        logs["meta/stage"] = 0.0
+        return StepOutput(loss, logs)
+
     def training_step(self, batch, info: StepInfo) -> StepOutput:
+        if not bool(self.meta_on):  # (one host read a step)
+            return self._warmup_step(batch)
         p = self.params
         image, label = batch["image"], batch["label"]
         meta = batch["meta_image"], batch["meta_label"]
@@ -280,7 +332,13 @@ class MetaDCSeg(Method):
 
         weighted_ce = weighted_bootstrap_loss(logits, label, pseudo, alpha, beta, gamma)
         target, mask = soft_target(label, pseudo, alpha, beta, self.num_classes)
-        dice = soft_dice_loss(torch.softmax(logits.float(), 1), target, weight=mask)
+        if p.dice_target == "given":
+            given_valid = batch.get("valid")
+            target = one_hot(label, self.num_classes).to(target.dtype)
+            dice_mask = torch.ones_like(mask) if given_valid is None else given_valid.to(mask.dtype)
+        else:
+            dice_mask = mask
+        dice = soft_dice_loss(torch.softmax(logits.float(), 1), target, weight=dice_mask)
         loss = weighted_ce + p.dice_weight * dice
 
         with torch.no_grad():
