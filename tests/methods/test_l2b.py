@@ -16,6 +16,8 @@ from method_kit import band_batch, tiny_method  # tests/methods helper
 
 
 def make_method(dims=2, k=2, **params):
+    """An l2b method in its meta stage (meta_start 0) unless told otherwise."""
+    params.setdefault("meta_start", 0.0)
     return tiny_method("l2b", params, dims=dims, k=k, train=True)
 
 
@@ -30,6 +32,7 @@ def test_params_and_registration():
     cls, p = validate_method(MethodConfig(name="l2b"))
     assert cls.name == "l2b" and cls.needs_trusted and not cls.supports_amp
     assert p.lookahead_lr == 1e-3 and p.pseudo_label == "prediction" and p.dice_weight == 0.0
+    assert p.meta_start == 0.3
     with pytest.raises(ConfigError):
         validate_method(MethodConfig(name="l2b", params={"lookahead_lr": 0}))
     with pytest.raises(ConfigError, match="did you mean"):
@@ -86,7 +89,7 @@ def test_wrong_label_weight_share_by_hand():
 
 def test_no_dcd_state():
     method = make_method()
-    assert all(key.startswith("net.") for key in method.state_dict())
+    assert all(key.startswith(("net.", "warmup.")) for key in method.state_dict())
     assert not hasattr(method, "centers")
     out = method.training_step(batch_for(), StepInfo(9, 10))  # late in training: no stage 2
     assert not any("gamma" in k or "stage" in k or "boundary" in k for k in out.logs)
@@ -116,3 +119,17 @@ def test_training_step_backward_2d_3d(dims, k):
 
 def nn_batchnorm(dims):
     return torch.nn.BatchNorm2d if dims == 2 else torch.nn.BatchNorm3d
+
+
+def test_stage_zero_trains_on_the_given_labels_until_the_network_finds_the_classes():
+    method = make_method(meta_start=0.3)
+    batch = batch_for()
+    with torch.no_grad():
+        logits = method.net(batch["image"]).float()
+    out = method.training_step(batch, StepInfo(0, 10))
+    assert out.logs["meta/stage"] == 0.0 and "meta/alpha_mean" not in out.logs
+    torch.testing.assert_close(out.loss, pixel_ce(logits, batch["label"]).mean())  # dice_weight 0: CE alone
+    method.warmup.agreement.fill_(0.5)
+    method.training_step(batch, StepInfo(1, 10))
+    out = method.training_step(batch, StepInfo(2, 10))
+    assert "meta/alpha_mean" in out.logs

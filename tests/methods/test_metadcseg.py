@@ -16,12 +16,12 @@ from noisyseg.config import MethodConfig, NetConfig
 from noisyseg.errors import ConfigError
 from noisyseg.methods import StepInfo, get_method_class, validate_method
 from noisyseg.methods.base import unit_channels
+from noisyseg.methods.meta_warmup import class_agreement
 from noisyseg.methods.metadcseg import (
     BACKGROUND,
     BOUNDARY,
     FOREGROUND,
     center_distance,
-    class_agreement,
     dcd_gamma,
     dcd_regions,
     ema_centers,
@@ -227,13 +227,13 @@ def test_warmup_is_supervised_until_the_prediction_covers_the_classes():
     assert out.logs["meta/stage"] == 0.0 and "meta/alpha_mean" not in out.logs
     torch.testing.assert_close(out.loss, ce_dice_loss(logits, lab))
     expected = 0.1 * float(class_agreement(logits.max(1).indices, lab, 2))
-    assert float(method.agreement) == pytest.approx(expected) and out.logs["meta/agreement"] == pytest.approx(expected)
-    assert not bool(method.meta_on)
-    method.agreement.fill_(0.6)  # the running agreement passes meta_start at the next step
+    assert float(method.warmup.agreement) == pytest.approx(expected) and out.logs["meta/agreement"] == pytest.approx(expected)
+    assert not bool(method.warmup.meta_on)
+    method.warmup.agreement.fill_(0.6)  # the running agreement passes meta_start at the next step
     method.training_step(batch, StepInfo(1, 10))
-    assert bool(method.meta_on)
+    assert bool(method.warmup.meta_on)
     state = method.state_dict()
-    assert bool(state["meta_on"])  # a resumed run does not warm up again
+    assert bool(state["warmup.meta_on"])  # a resumed run does not warm up again
     out = method.training_step(batch, StepInfo(2, 10))
     assert out.logs["meta/stage"] == 2.0 and "meta/alpha_mean" in out.logs
 

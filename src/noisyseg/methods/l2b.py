@@ -10,6 +10,8 @@ the Dynamic Center Distance.
 Batch: image (N, C, *S), label (N, *S), meta_image (M, C, *S), meta_label (M, *S)
 [, clean_label, valid, meta_valid]; a batch without the meta pair is a ConfigError.
 Parameters: `L2BParams`. AMP is declined.
+Stage 0 (`meta_start`, shared with `metadcseg`): CE (+ Dice) on the given labels until the
+network finds every class; logs ``loss/warmup``, ``meta/agreement``, ``meta/stage``.
 Logs: ``meta/alpha_mean``, ``meta/beta_mean``, ``meta/uniform_fallback``, ``meta_loss``,
 ``loss/weighted_ce``, ``loss/dice``; with ``clean_label`` ``meta/wrong_label_rate``,
 ``meta/wrong_label_weight_share``, ``meta/wrong_pseudo_weight_share``,
@@ -27,6 +29,7 @@ from ..config import StrictModel
 from ..errors import ConfigError
 from .base import Method, StepInfo, StepOutput, host_logs
 from .losses import soft_dice_loss
+from .meta_warmup import MetaWarmup
 from .meta_weights import (
     MetaWeights,
     soft_target,
@@ -48,12 +51,17 @@ class L2BParams(StrictModel):
         weight_norm_stats: batch-norm statistics in the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
         dice_weight: λ_D of a soft-target Dice term (0: L2B's loss alone).
+        meta_start: [choice] the meta weights start once the running agreement of the
+            network's predictions with the given labels reaches this value (`MetaWarmup`,
+            shared with `metadcseg`); before, a step is CE (+ λ_D·Dice) on the given labels
+            (stage 0). 0: meta weights from the first step (L2B).
     """
 
     lookahead_lr: float = Field(1e-3, gt=0)
     pseudo_label: Literal["prediction", "flip_average"] = "prediction"
     weight_norm_stats: Literal["batch", "running"] = "batch"
     dice_weight: float = Field(0.0, ge=0.0)
+    meta_start: float = Field(0.3, ge=0.0, le=1.0)
 
 
 @register
@@ -70,6 +78,7 @@ class L2B(Method):
     def __init__(self, params: L2BParams, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)
         self.net = make_net()
+        self.warmup = MetaWarmup(params.meta_start)
 
     def compute_weights(self, image: torch.Tensor, label: torch.Tensor, meta_image: torch.Tensor,
                         meta_label: torch.Tensor, valid: torch.Tensor | None = None,
@@ -85,6 +94,8 @@ class L2B(Method):
             raise ConfigError("method 'l2b' needs a trusted meta batch (batch['meta_image'], batch['meta_label']): "
                               "give --clean-cases FILE or a 'clean_cases' list in dataset.json")
         p = self.params
+        if self.warmup.active:
+            return self.warmup.step(self.net, batch, self.num_classes, dice_weight=p.dice_weight)
         image, label = batch["image"], batch["label"]
         mw = self.compute_weights(image, label, batch["meta_image"], batch["meta_label"], batch.get("valid"),
                                   batch.get("meta_valid"))

@@ -22,7 +22,6 @@ Design choices, cost and measurements: docs/methods/metadcseg.md.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +35,7 @@ from ..config import StrictModel
 from ..data.case import Case
 from .base import LabelWeights, Method, StepInfo, StepOutput, host_logs, unit_channels
 from .losses import ce_dice_loss, one_hot, soft_dice_loss
+from .meta_warmup import MetaWarmup
 from .meta_weights import (
     balanced_ce_meta_loss,
     ce_meta_loss,
@@ -50,7 +50,6 @@ from .shared import frozen_norm_stats
 
 BACKGROUND, FOREGROUND, BOUNDARY = 0, 1, 2
 NUM_REGIONS = 3
-AGREEMENT_MOMENTUM = 0.9
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,29 +147,6 @@ def dcd_gamma(dist_map: torch.Tensor, region: torch.Tensor, temperature: float) 
     return torch.where(mean > 0, g / mean, torch.ones_like(g))  # (no host sync)
 
 
-def class_agreement(pseudo_label: torch.Tensor, label: torch.Tensor, num_classes: int,
-                    valid: torch.Tensor | None = None) -> torch.Tensor:
-    """How well the prediction already finds the given foreground classes: the smallest, over the
-    foreground classes present in `label`, of Dice(pseudo_label == k, label == k) over the batch.
-
-    Args:
-        pseudo_label, label: (N, *S) long.
-        num_classes: K.
-        valid: optional (N, *S) bool, the annotated pixels (the others are not counted).
-    Returns:
-        0-dim float tensor in [0, 1], NaN when no foreground class is present (no host sync).
-    """
-    v = torch.ones_like(label, dtype=torch.float32) if valid is None else valid.float()
-    scores = []
-    for k in range(1, num_classes):
-        given, predicted = (label == k).float() * v, (pseudo_label == k).float() * v
-        n = given.sum()
-        dice = 2 * (given * predicted).sum() / (n + predicted.sum()).clamp_min(1.0)
-        scores.append(torch.where(n > 0, dice, torch.full_like(dice, math.inf)))
-    low = torch.stack(scores).min()
-    return torch.where(torch.isinf(low), torch.full_like(low, math.nan), low)
-
-
 # ---------------------------------------------------------------------------------------
 # The method
 # ---------------------------------------------------------------------------------------
@@ -182,8 +158,9 @@ class MetaDCSegParams(StrictModel):
         lookahead_lr: η of the one-step look-ahead (scales the raw weights only).
         meta_start: [choice] the meta weights start once the network finds every given
             foreground class: when the running mean (momentum 0.9) of `class_agreement` of its
-            training predictions reaches this value; before, the step is `supervised`'s CE +
-            Dice on the given labels (stage 0). 0: meta weights from the first step (the paper).
+            training predictions reaches this value (see `meta_warmup.MetaWarmup`); before, the
+            step is `supervised`'s CE + Dice on the given labels (stage 0). 0: meta weights from
+            the first step (the paper).
         meta_loss: loss on the clean meta batch: 'ce' (L2B, the mean over pixels), 'ce_dice', or
             'ce_balanced' (the mean over present classes of each class's mean CE).
         weight_norm: how α, β are normalised: 'batch' (the paper: Z over both maps and the
@@ -247,8 +224,7 @@ class MetaDCSeg(Method):
         feats = self.net.head.in_channels
         self.register_buffer("centers", torch.zeros(NUM_REGIONS, feats))
         self.register_buffer("centers_ready", torch.zeros(NUM_REGIONS, dtype=torch.bool))
-        self.register_buffer("agreement", torch.zeros(()))
-        self.register_buffer("meta_on", torch.tensor(params.meta_start == 0))
+        self.warmup = MetaWarmup(params.meta_start)
 
     # -- pieces of a step ------------------------------------------------------------
 
@@ -297,23 +273,9 @@ class MetaDCSeg(Method):
 
     # -- the step --------------------------------------------------------------------
 
-    def _warmup_step(self, batch) -> StepOutput:
-        """Stage 0: CE + Dice on the given labels, tracking how well the prediction finds the classes."""
-        image, label, valid = batch["image"], batch["label"], batch.get("valid")
-        logits = self.net(image)
-        loss = ce_dice_loss(logits, label, valid)
-        with torch.no_grad():
-            agree = class_agreement(logits.max(1).indices, label, self.num_classes, valid)
-            m = AGREEMENT_MOMENTUM
-            self.agreement.copy_(torch.where(torch.isnan(agree), self.agreement, m * self.agreement + (1 - m) * agree))
-            self.meta_on.copy_(self.meta_on | (self.agreement >= self.params.meta_start))
-            logs = host_logs({"loss/warmup": loss.detach(), "meta/agreement": self.agreement})
-        logs["meta/stage"] = 0.0
-        return StepOutput(loss, logs)
-
     def training_step(self, batch, info: StepInfo) -> StepOutput:
-        if not bool(self.meta_on):  # (one host read a step)
-            return self._warmup_step(batch)
+        if self.warmup.active:  # stage 0: CE + Dice on the given labels
+            return self.warmup.step(self.net, batch, self.num_classes, dice_weight=1.0)
         p = self.params
         image, label = batch["image"], batch["label"]
         meta = batch["meta_image"], batch["meta_label"]

@@ -1,0 +1,88 @@
+"""Stage 0 of the meta-weighted methods (`metadcseg`, `l2b`): train on the given labels until the
+network finds every class, then let the look-ahead weigh the pixels.
+
+Meta weights of an untrained network put all weight on the majority class (its foreground
+pixels' gradients oppose a meta gradient dominated by background), so the meta stage starts
+only once the running mean of `class_agreement` reaches a threshold. Measurements:
+docs/methods/metadcseg.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import StepOutput, host_logs
+from .losses import one_hot, pixel_ce, soft_dice_loss, weighted_mean
+
+AGREEMENT_MOMENTUM = 0.9
+
+
+def class_agreement(pseudo_label: torch.Tensor, label: torch.Tensor, num_classes: int,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+    """How well the prediction already finds the given foreground classes: the smallest, over the
+    foreground classes present in `label`, of Dice(pseudo_label == k, label == k) over the batch.
+
+    Args:
+        pseudo_label, label: (N, *S) long.
+        num_classes: K.
+        valid: optional (N, *S) bool, the annotated pixels (the others are not counted).
+    Returns:
+        0-dim float tensor in [0, 1], NaN when no foreground class is present (no host sync).
+    """
+    v = torch.ones_like(label, dtype=torch.float32) if valid is None else valid.float()
+    scores = []
+    for k in range(1, num_classes):
+        given, predicted = (label == k).float() * v, (pseudo_label == k).float() * v
+        n = given.sum()
+        dice = 2 * (given * predicted).sum() / (n + predicted.sum()).clamp_min(1.0)
+        scores.append(torch.where(n > 0, dice, torch.full_like(dice, math.inf)))
+    low = torch.stack(scores).min()
+    return torch.where(torch.isinf(low), torch.full_like(low, math.nan), low)
+
+
+class MetaWarmup(nn.Module):
+    """The switch from stage 0 (given labels) to the meta stage, kept in the state dict.
+
+    Args:
+        start: the running agreement (momentum `AGREEMENT_MOMENTUM`) at which the meta stage
+            starts; 0 starts it at once. Once on, it stays on (also after a resume).
+    Buffers: ``agreement`` (0-dim float), ``meta_on`` (0-dim bool).
+    """
+
+    def __init__(self, start: float):
+        super().__init__()
+        self.start = float(start)
+        self.register_buffer("agreement", torch.zeros(()))
+        self.register_buffer("meta_on", torch.tensor(self.start == 0))
+
+    @property
+    def active(self) -> bool:
+        """Whether the method is still in stage 0 (one host read)."""
+        return not bool(self.meta_on)
+
+    @torch.no_grad()
+    def update(self, pseudo_label: torch.Tensor, label: torch.Tensor, num_classes: int,
+               valid: torch.Tensor | None = None) -> None:
+        """Fold one batch's `class_agreement` into the running mean and switch on past `start`."""
+        agree = class_agreement(pseudo_label, label, num_classes, valid)
+        m = AGREEMENT_MOMENTUM
+        self.agreement.copy_(torch.where(torch.isnan(agree), self.agreement, m * self.agreement + (1 - m) * agree))
+        self.meta_on.copy_(self.meta_on | (self.agreement >= self.start))
+
+    def step(self, net: nn.Module, batch: dict[str, torch.Tensor], num_classes: int, *,
+             dice_weight: float) -> StepOutput:
+        """A stage-0 step: mean CE + `dice_weight`·soft Dice against the given labels over the
+        annotated pixels. Logs ``loss/warmup``, ``meta/agreement`` and ``meta/stage`` (0)."""
+        label, valid = batch["label"], batch.get("valid")
+        logits = net(batch["image"]).float()
+        w = None if valid is None else valid.float()
+        loss = weighted_mean(pixel_ce(logits, label), w)
+        if dice_weight > 0:
+            loss = loss + dice_weight * soft_dice_loss(torch.softmax(logits, 1), one_hot(label, num_classes), w)
+        self.update(logits.detach().max(1).indices, label, num_classes, valid)
+        logs = host_logs({"loss/warmup": loss.detach(), "meta/agreement": self.agreement})
+        logs["meta/stage"] = 0.0
+        return StepOutput(loss, logs)
