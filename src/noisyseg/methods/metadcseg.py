@@ -161,8 +161,9 @@ class MetaDCSegParams(StrictModel):
             training predictions reaches this value (see `meta_warmup.MetaWarmup`); before, the
             step is `supervised`'s CE + Dice on the given labels (stage 0). 0: meta weights from
             the first step (the paper).
-        meta_loss: loss on the clean meta batch: 'ce' (L2B, the mean over pixels), 'ce_dice', or
-            'ce_balanced' (the mean over present classes of each class's mean CE).
+        meta_loss: loss on the clean meta batch: 'ce_balanced' ([choice]: the mean over present
+            classes of each class's mean CE, so a small structure has a class's say), 'ce' (L2B
+            and the paper: the mean over pixels) or 'ce_dice'.
         weight_norm: how α, β are normalised: 'batch' (the paper: Z over both maps and the
             batch) or 'class' (per class of the given label, each class keeping its pixel share
             of the weight; see `meta_weights.renormalise`).
@@ -174,8 +175,6 @@ class MetaDCSegParams(StrictModel):
         boundary_width: odd side (px) of the structuring element of the boundary band.
         uncertainty_threshold: pixels with u = 1 − |2p_fg − 1| above it are boundary.
         dice_weight: λ_D of the Dice term.
-        dice_target: the Dice term's target: 'soft' (the paper: t = (αỹ + βŷ)/(α + β) where
-            α + β > 0) or 'given' (the given labels over all annotated pixels).
         weight_norm_stats: batch-norm statistics of the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
         lookahead_scope: parameters the look-ahead moves: 'all' (the method: every trainable
@@ -185,7 +184,7 @@ class MetaDCSegParams(StrictModel):
 
     lookahead_lr: float = Field(1e-3, gt=0)
     meta_start: float = Field(0.3, ge=0.0, le=1.0)
-    meta_loss: Literal["ce", "ce_dice", "ce_balanced"] = "ce"
+    meta_loss: Literal["ce", "ce_dice", "ce_balanced"] = "ce_balanced"
     pseudo_flip_average: bool = False
     dcd_start: float = Field(0.1, ge=0.0, le=1.0)
     center_momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -193,7 +192,6 @@ class MetaDCSegParams(StrictModel):
     boundary_width: int = Field(3, ge=1)
     uncertainty_threshold: float = Field(0.5, ge=0.0, le=1.0)
     dice_weight: float = Field(1.0, ge=0.0)
-    dice_target: Literal["soft", "given"] = "soft"
     weight_norm_stats: Literal["batch", "running"] = "batch"
     lookahead_scope: Literal["all", "head"] = "all"
     weight_norm: Literal["batch", "class"] = "batch"
@@ -294,13 +292,7 @@ class MetaDCSeg(Method):
 
         weighted_ce = weighted_bootstrap_loss(logits, label, pseudo, alpha, beta, gamma)
         target, mask = soft_target(label, pseudo, alpha, beta, self.num_classes)
-        if p.dice_target == "given":
-            given_valid = batch.get("valid")
-            target = one_hot(label, self.num_classes).to(target.dtype)
-            dice_mask = torch.ones_like(mask) if given_valid is None else given_valid.to(mask.dtype)
-        else:
-            dice_mask = mask
-        dice = soft_dice_loss(torch.softmax(logits.float(), 1), target, weight=dice_mask)
+        dice = soft_dice_loss(torch.softmax(logits.float(), 1), target, weight=mask)
         loss = weighted_ce + p.dice_weight * dice
 
         with torch.no_grad():
