@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .base import StepOutput, host_logs
@@ -66,8 +67,14 @@ class MetaWarmup(nn.Module):
     @torch.no_grad()
     def update(self, pseudo_label: torch.Tensor, label: torch.Tensor, num_classes: int,
                valid: torch.Tensor | None = None) -> None:
-        """Fold one batch's `class_agreement` into the running mean and switch on past `start`."""
+        """Fold one batch's `class_agreement` (averaged over ranks under torchrun) into the
+        running mean and switch on past `start`."""
         agree = class_agreement(pseudo_label, label, num_classes, valid)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # every rank must switch at the same step (the meta stage has collectives)
+            pair = torch.stack([torch.nan_to_num(agree, nan=0.0), (~torch.isnan(agree)).to(agree.dtype)])
+            dist.all_reduce(pair)
+            agree = torch.where(pair[1] > 0, pair[0] / pair[1].clamp_min(1.0), torch.full_like(pair[0], math.nan))
         m = AGREEMENT_MOMENTUM
         self.agreement.copy_(torch.where(torch.isnan(agree), self.agreement, m * self.agreement + (1 - m) * agree))
         self.meta_on.copy_(self.meta_on | (self.agreement >= self.start))
