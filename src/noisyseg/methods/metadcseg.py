@@ -1,7 +1,9 @@
 """`metadcseg`: pixel-wise meta weights with Dynamic Center Distance (Mu et al., arXiv 2511.18894).
 
-One network and a trusted meta batch (`needs_trusted`; docs/reference.md §2). Each step:
-meta weights α (given label) and β (pseudo label ŷ) per pixel from an exact one-step
+One network and a trusted meta batch (`needs_trusted`; docs/reference.md §2). Stage 0
+([choice], `meta_start`): CE + Dice on the given labels until the network finds every class
+(`meta_warmup.py`). Then each step: meta weights α (given label) and β (pseudo label ŷ) per
+pixel, scored by a class-balanced meta loss ([choice]), from an exact one-step
 look-ahead (meta_weights.py), α, β = max(η⟨∇θ ℓ_i, ∇θ L_meta⟩, 0)/Z; from `dcd_start` on,
 a per-pixel focus γ from the feature distances to EMA centers of the background, foreground
 and boundary regions of ŷ (γ = 1 before). Loss Σ_i γ_i(α_i ℓʳ_i + β_i ℓᵖ_i) + λ_D·Dice(p, t),
