@@ -176,7 +176,8 @@ class MetaDCSegParams(StrictModel):
         temperature: T of the soft assignment q = softmax(−d / T).
         boundary_width: odd side (px) of the structuring element of the boundary band.
         uncertainty_threshold: pixels with u = 1 − |2p_fg − 1| above it are boundary.
-        dice_weight: λ_D of the Dice term.
+        dice_weight: λ_D of the Dice term (against the soft target t; against the given
+            labels in stage 0).
         weight_norm_stats: batch-norm statistics of the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
         lookahead_scope: parameters the look-ahead moves: 'all' (the method: every trainable
@@ -274,9 +275,9 @@ class MetaDCSeg(Method):
     # -- the step --------------------------------------------------------------------
 
     def training_step(self, batch, info: StepInfo) -> StepOutput:
-        if self.warmup.active:  # stage 0: CE + Dice on the given labels
-            return self.warmup.step(self.net, batch, self.num_classes, dice_weight=1.0)
         p = self.params
+        if self.warmup.active:  # stage 0: CE + Dice on the given labels
+            return self.warmup.step(self.net, batch, self.num_classes, dice_weight=p.dice_weight)
         image, label = batch["image"], batch["label"]
         meta = batch["meta_image"], batch["meta_label"]
         masks = {"valid": batch.get("valid"), "meta_valid": batch.get("meta_valid")}
