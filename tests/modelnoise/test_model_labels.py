@@ -14,8 +14,8 @@ from noisyseg.data import open_dataset
 from noisyseg.io import read_file
 from noisyseg.errors import ConfigError
 from noisyseg.modelnoise import make_noisy_dataset
-from noisyseg.modelnoise.labels import adapt_entropy, pseudo_labels
-from noisyseg.modelnoise.sfda import _bn_modules
+from noisyseg.modelnoise.labels import pseudo_labels
+from noisyseg.modelnoise.sfda import _bn_modules, adapt_entropy
 from noisyseg.noise import apply
 
 runner = CliRunner()

@@ -59,11 +59,15 @@ def soft_dice_loss(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tens
     return 1.0 - dice.mean()
 
 
-def ce_dice_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """CE + soft Dice (the `supervised` loss), optionally restricted by a per-pixel weight (N, *S)."""
+def ce_dice_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None,
+                 dice_weight: float = 1.0) -> torch.Tensor:
+    """CE + `dice_weight`·soft Dice (the `supervised` loss), optionally restricted by a per-pixel
+    weight (N, *S); the Dice term is not computed when `dice_weight` is 0."""
     k = logits.shape[1]
     ce = weighted_mean(pixel_ce(logits, label), weight)
-    return ce + soft_dice_loss(torch.softmax(logits.float(), 1), one_hot(label, k), weight)
+    if dice_weight == 0:
+        return ce
+    return ce + dice_weight * soft_dice_loss(torch.softmax(logits.float(), 1), one_hot(label, k), weight)
 
 
 def reverse_ce_from_p(p_target: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .base import StepOutput, host_logs
-from .losses import one_hot, pixel_ce, soft_dice_loss, weighted_mean
+from .losses import ce_dice_loss
 
 AGREEMENT_MOMENTUM = 0.9
 
@@ -84,11 +84,8 @@ class MetaWarmup(nn.Module):
         """A stage-0 step: mean CE + `dice_weight`·soft Dice against the given labels over the
         annotated pixels. Logs ``loss/warmup``, ``meta/agreement`` and ``meta/stage`` (0)."""
         label, valid = batch["label"], batch.get("valid")
-        logits = net(batch["image"]).float()
-        w = None if valid is None else valid.float()
-        loss = weighted_mean(pixel_ce(logits, label), w)
-        if dice_weight > 0:
-            loss = loss + dice_weight * soft_dice_loss(torch.softmax(logits, 1), one_hot(label, num_classes), w)
+        logits = net(batch["image"])
+        loss = ce_dice_loss(logits, label, valid, dice_weight=dice_weight)
         self.update(logits.detach().max(1).indices, label, num_classes, valid)
         logs = host_logs({"loss/warmup": loss.detach(), "meta/agreement": self.agreement})
         logs["meta/stage"] = 0.0

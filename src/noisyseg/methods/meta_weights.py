@@ -99,15 +99,12 @@ def renormalise(mw: MetaWeights, valid: torch.Tensor | None = None, groups: torc
         MetaWeights with the new alpha, beta (Σα + Σβ = 1 over the valid pixels) and `uniform`
         (true when some group, or the whole batch without groups, fell back to uniform).
     """
+    if groups is None:
+        alpha, beta, uniform = normalise_weights(mw.raw_real, mw.raw_pseudo, valid)
+        return dataclasses.replace(mw, alpha=alpha, beta=beta, uniform=uniform)
     v = torch.ones_like(mw.raw_real) if valid is None else valid.to(mw.raw_real.dtype)
     a, b = mw.raw_real.clamp_min(0) * v, mw.raw_pseudo.clamp_min(0) * v
     n = v.sum().clamp_min(1.0)
-    if groups is None:
-        z = a.sum() + b.sum()
-        uniform = z <= 0
-        u = 0.5 * v / n
-        return dataclasses.replace(mw, alpha=torch.where(uniform, u, a / z), beta=torch.where(uniform, u, b / z),
-                                   uniform=uniform)
     oh = one_hot(groups, num_groups).to(a.dtype) * v.unsqueeze(1)
     dims = (0,) + tuple(range(2, oh.ndim))
     n_g = oh.sum(dims)
@@ -176,21 +173,27 @@ def pixel_loss_directional(net: nn.Module, image: torch.Tensor, label: torch.Ten
     return dot_r, dot_p, yhat
 
 
-def normalise_weights(raw_real: torch.Tensor, raw_pseudo: torch.Tensor
+def normalise_weights(raw_real: torch.Tensor, raw_pseudo: torch.Tensor, valid: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """α, β = max(w̃, 0) / Z with Z the sum of both clipped maps over the batch.
 
     Args:
         raw_real, raw_pseudo: (N, *S) raw weights.
+        valid: optional (N, *S) bool, the annotated pixels: the others get α = β = 0.
     Returns:
         (alpha, beta, uniform): (N, *S) each, non-negative, Σα + Σβ = 1. When Z = 0 both are
-        1/(2M) for M = raw_real.numel() pixels and `uniform` (a 0-dim bool tensor) is true.
+        1/(2M) on each of the M (valid) pixels and `uniform` (a 0-dim bool tensor) is true.
         No host sync: the branch is a `torch.where`.
     """
     a, b = raw_real.clamp_min(0), raw_pseudo.clamp_min(0)
+    if valid is None:
+        u = 0.5 / a.numel()
+    else:
+        v = valid.to(a.dtype)
+        a, b = a * v, b * v
+        u = 0.5 * v / v.sum().clamp_min(1.0)
     z = a.sum() + b.sum()
     uniform = z <= 0
-    u = 0.5 / a.numel()
     return torch.where(uniform, u, a / z), torch.where(uniform, u, b / z), uniform
 
 

@@ -5,6 +5,7 @@ it trains and predicts with, so :mod:`noisyseg.noise` stays array code.
 """
 
 from .dataset import make_noisy_dataset
-from .labels import adapt_entropy, check_model_protocol_args, model_noisy_labels, pseudo_labels
+from .labels import check_model_protocol_args, model_noisy_labels, pseudo_labels
+from .sfda import adapt_entropy
 
 __all__ = ["adapt_entropy", "check_model_protocol_args", "make_noisy_dataset", "model_noisy_labels", "pseudo_labels"]

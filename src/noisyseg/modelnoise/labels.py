@@ -22,10 +22,8 @@ import numpy as np
 
 from ..data.case import Case, Dataset, check_compatible
 from ..noise.registry import MODEL_PROTOCOLS, protocol_record
-from .sfda import adapt_entropy
 
-__all__ = ["MODEL_PROTOCOLS", "adapt_entropy", "check_model_protocol_args", "model_noisy_labels",
-           "model_protocol", "pseudo_labels"]
+__all__ = ["MODEL_PROTOCOLS", "check_model_protocol_args", "model_noisy_labels", "model_protocol", "pseudo_labels"]
 
 
 def pseudo_labels(method, info: dict, cfg, cases: Sequence[Case]) -> list[np.ndarray]:
