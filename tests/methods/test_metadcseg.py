@@ -26,8 +26,8 @@ from noisyseg.methods.metadcseg import (
     dcd_regions,
     ema_centers,
     region_center_sums,
-    soft_target,
 )
+from noisyseg.methods.meta_weights import meta_dice_loss, soft_target
 
 
 def disk(size=48, radius=12.0, centre=(23.5, 24.0)):
@@ -158,10 +158,28 @@ def test_soft_target_mixes_given_and_pseudo_labels():
     assert mask.tolist() == [[1.0, 1.0, 0.0]]
 
 
+def test_given_label_dice_sees_over_segmentation_where_the_weights_are_zero():
+    """4 labelled pixels predicted right, 4 more predicted foreground where α = β = 0: the
+    paper's soft-target Dice ignores them (loss 0); Dice against the given labels does not
+    (1 − 2·4/(8 + 4) = 1/3)."""
+    label = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0, 0, 0]])
+    fg = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1, 0, 0]], dtype=torch.float32)
+    probs = torch.stack([1 - fg, fg], 1)
+    alpha = torch.tensor([[0.1, 0.1, 0.1, 0.1, 0, 0, 0, 0, 0.3, 0.3]])
+    beta = torch.zeros_like(alpha)
+    soft = meta_dice_loss(probs, label, label, alpha, beta, "soft")
+    given = meta_dice_loss(probs, label, label, alpha, beta, "given")
+    assert float(soft) == pytest.approx(0.0, abs=1e-5)
+    assert float(given) == pytest.approx(1 / 3, abs=1e-5)
+    valid = torch.tensor([[True] * 4 + [False] * 4 + [True] * 2])  # unannotated pixels do not count
+    assert float(meta_dice_loss(probs, label, label, alpha, beta, "given", valid)) == pytest.approx(0.0, abs=1e-5)
+
+
 def test_params_are_validated():
     cls, params = validate_method(MethodConfig(name="metadcseg", params={"boundary_width": 5}))
     assert cls is get_method_class("metadcseg") and cls.needs_trusted and not cls.supports_amp
     assert params.dcd_start == 0.1 and params.center_momentum == 0.9 and params.temperature == 0.1
+    assert params.dice_target == "soft"
     with pytest.raises(ConfigError, match="odd"):
         validate_method(MethodConfig(name="metadcseg", params={"boundary_width": 4}))
     with pytest.raises(ConfigError, match="did you mean"):

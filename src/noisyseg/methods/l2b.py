@@ -28,11 +28,10 @@ from pydantic import Field
 from ..config import StrictModel
 from ..errors import ConfigError
 from .base import Method, StepInfo, StepOutput, host_logs
-from .losses import soft_dice_loss
 from .meta_warmup import MetaWarmup
 from .meta_weights import (
     MetaWeights,
-    soft_target,
+    meta_dice_loss,
     weighted_bootstrap_loss,
     weights_for_step,
     wrong_label_logs,
@@ -50,7 +49,10 @@ class L2BParams(StrictModel):
             1 + dims extra forward passes).
         weight_norm_stats: batch-norm statistics in the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
-        dice_weight: λ_D of a soft-target Dice term (0: L2B's loss alone).
+        dice_weight: λ_D of a Dice term (0: L2B's loss alone).
+        dice_target: what that Dice term compares with: 'soft' (the soft target t over the
+            pixels with α + β > 0) or 'given' (the given labels over every annotated pixel);
+            see `meta_weights.meta_dice_loss`.
         meta_start: [choice] the meta weights start once the running agreement of the
             network's predictions with the given labels reaches this value (`MetaWarmup`,
             shared with `metadcseg`); before, a step is CE (+ λ_D·Dice) on the given labels
@@ -61,6 +63,7 @@ class L2BParams(StrictModel):
     pseudo_label: Literal["prediction", "flip_average"] = "prediction"
     weight_norm_stats: Literal["batch", "running"] = "batch"
     dice_weight: float = Field(0.0, ge=0.0)
+    dice_target: Literal["given", "soft"] = "soft"
     meta_start: float = Field(0.3, ge=0.0, le=1.0)
 
 
@@ -102,8 +105,8 @@ class L2B(Method):
         logits = self.net(image).float()  # the training forward (updates BN running statistics)
         weighted = weighted_bootstrap_loss(logits, label, mw.pseudo_label, mw.alpha, mw.beta)
         if p.dice_weight > 0:
-            target, mask = soft_target(label, mw.pseudo_label, mw.alpha, mw.beta, self.num_classes)
-            dice = soft_dice_loss(torch.softmax(logits, 1), target, weight=mask)
+            dice = meta_dice_loss(torch.softmax(logits, 1), label, mw.pseudo_label, mw.alpha, mw.beta,
+                                  p.dice_target, batch.get("valid"))
         else:
             dice = torch.zeros((), device=logits.device)
         loss = weighted + p.dice_weight * dice

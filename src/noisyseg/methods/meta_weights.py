@@ -26,7 +26,7 @@ from torch import nn
 from torch.autograd import forward_ad as fwAD
 from torch.func import functional_call
 
-from .losses import one_hot, pixel_ce, weighted_mean
+from .losses import one_hot, pixel_ce, soft_dice_loss, weighted_mean
 from .shared import flip_averaged_probs, frozen_norm_stats
 
 PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -274,6 +274,27 @@ def soft_target(label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Te
     w = alpha + beta
     num = alpha.unsqueeze(1) * one_hot(label, num_classes) + beta.unsqueeze(1) * one_hot(pseudo_label, num_classes)
     return num / w.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(1), (w > 0).float()
+
+
+def meta_dice_loss(probs: torch.Tensor, label: torch.Tensor, pseudo_label: torch.Tensor, alpha: torch.Tensor,
+                   beta: torch.Tensor, target: str, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft Dice of a meta-weighted step: against the given labels over every annotated pixel
+    (`target` 'given') or against the soft target of `soft_target` where α + β > 0 ('soft').
+
+    Args:
+        probs: (N, K, *S) probabilities.
+        label, pseudo_label: (N, *S) long.
+        alpha, beta: (N, *S) meta weights.
+        target: 'given' or 'soft'.
+        valid: optional (N, *S) bool, the annotated pixels (used by 'given').
+    Returns:
+        0-dim loss, 1 − mean foreground soft Dice.
+    """
+    k = probs.shape[1]
+    if target == "given":
+        return soft_dice_loss(probs, one_hot(label, k), weight=None if valid is None else valid.float())
+    t, mask = soft_target(label, pseudo_label, alpha, beta, k)
+    return soft_dice_loss(probs, t, weight=mask)
 
 
 def flip_averaged_pseudo_label(net: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ pixel, scored by a class-balanced meta loss ([choice]), from an exact one-step
 look-ahead (meta_weights.py), α, β = max(η⟨∇θ ℓ_i, ∇θ L_meta⟩, 0)/Z; from `dcd_start` on,
 a per-pixel focus γ from the feature distances to EMA centers of the background, foreground
 and boundary regions of ŷ (γ = 1 before). Loss Σ_i γ_i(α_i ℓʳ_i + β_i ℓᵖ_i) + λ_D·Dice(p, t),
-t = (αỹ + βŷ)/(α + β).
+soft target t = (αỹ + βŷ)/(α + β) where α + β > 0 (`dice_target: given`: Dice against the
+given labels over every annotated pixel instead).
 
 Batch: image (N, C, *S), label (N, *S), meta_image (M, C, *S), meta_label (M, *S)
 [, clean_label, valid, meta_valid]. Parameters: `MetaDCSegParams` (`lookahead_scope: head`
@@ -36,13 +37,13 @@ from pydantic import Field, field_validator
 from ..config import StrictModel
 from ..data.case import Case
 from .base import LabelWeights, Method, StepInfo, StepOutput, host_logs, unit_channels
-from .losses import ce_dice_loss, one_hot, soft_dice_loss
+from .losses import ce_dice_loss, one_hot
 from .meta_warmup import MetaWarmup
 from .meta_weights import (
     balanced_ce_meta_loss,
     ce_meta_loss,
     class_weight_logs,
-    soft_target,
+    meta_dice_loss,
     weighted_bootstrap_loss,
     weights_for_step,
     wrong_label_logs,
@@ -176,8 +177,11 @@ class MetaDCSegParams(StrictModel):
         temperature: T of the soft assignment q = softmax(−d / T).
         boundary_width: odd side (px) of the structuring element of the boundary band.
         uncertainty_threshold: pixels with u = 1 − |2p_fg − 1| above it are boundary.
-        dice_weight: λ_D of the Dice term (against the soft target t; against the given
-            labels in stage 0).
+        dice_weight: λ_D of the Dice term.
+        dice_target: what the Dice term compares with: 'soft' (the paper: the soft target t
+            over the pixels with α + β > 0) or 'given' (the given labels over every annotated
+            pixel, as in stage 0, so that pixels the weights drop still count; measured in
+            docs/methods/metadcseg.md).
         weight_norm_stats: batch-norm statistics of the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
         lookahead_scope: parameters the look-ahead moves: 'all' (the method: every trainable
@@ -195,6 +199,7 @@ class MetaDCSegParams(StrictModel):
     boundary_width: int = Field(3, ge=1)
     uncertainty_threshold: float = Field(0.5, ge=0.0, le=1.0)
     dice_weight: float = Field(1.0, ge=0.0)
+    dice_target: Literal["given", "soft"] = "soft"
     weight_norm_stats: Literal["batch", "running"] = "batch"
     lookahead_scope: Literal["all", "head"] = "all"
     weight_norm: Literal["batch", "class"] = "batch"
@@ -294,8 +299,8 @@ class MetaDCSeg(Method):
             gamma = self.gamma(f, region) if stage == 2 else torch.ones_like(alpha)
 
         weighted_ce = weighted_bootstrap_loss(logits, label, pseudo, alpha, beta, gamma)
-        target, mask = soft_target(label, pseudo, alpha, beta, self.num_classes)
-        dice = soft_dice_loss(torch.softmax(logits.float(), 1), target, weight=mask)
+        dice = meta_dice_loss(torch.softmax(logits.float(), 1), label, pseudo, alpha, beta, p.dice_target,
+                              masks["valid"])
         loss = weighted_ce + p.dice_weight * dice
 
         with torch.no_grad():
@@ -303,7 +308,7 @@ class MetaDCSeg(Method):
             terms = {
                 "meta/alpha_mean": alpha.sum(),  # mean of α in units of 1/M
                 "meta/beta_mean": beta.sum(),
-                "meta/kept_fraction": mask.mean(),
+                "meta/kept_fraction": ((alpha + beta) > 0).float().mean(),
                 "meta/boundary_fraction": boundary.mean(),
                 "loss/weighted_ce": weighted_ce.detach(),
                 "loss/dice": dice.detach(),
