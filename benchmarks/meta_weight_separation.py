@@ -31,14 +31,10 @@ import torch
 from noisyseg.api import open_data
 from noisyseg.audit import auroc
 from noisyseg.config import RunConfig
-from noisyseg.data.loader import step_batches
+from noisyseg.data.loader import step_batches, to_device
 from noisyseg.engine.logger import TextLog
 from noisyseg.engine.prepare import prepare_run
 from noisyseg.runinfo import package_versions
-
-
-def _long_labels(batch: dict) -> dict:
-    return {k: (v.long() if k.endswith("label") else v) for k, v in batch.items()}
 
 
 def class_rows(raw: torch.Tensor, alpha: torch.Tensor, p_given: torch.Tensor, label: torch.Tensor,
@@ -91,7 +87,7 @@ def main() -> None:
                            max_steps=run.start + args.batches * n_meta, num_workers=0, pin_memory=False)
     per_class: list[list[dict]] = [[] for _ in range(k)]
     for _ in range(args.batches):
-        group = [_long_labels(next(batches)) for _ in range(n_meta)]
+        group = [to_device(next(batches), torch.device("cpu")) for _ in range(n_meta)]  # labels as int64
         b = group[0]
         meta_image = torch.cat([g["meta_image"] for g in group])
         meta_label = torch.cat([g["meta_label"] for g in group])
