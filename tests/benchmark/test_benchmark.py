@@ -114,6 +114,12 @@ def test_an_interrupted_run_is_not_recorded_as_finished_and_resumes(tmp_path, mn
     run_benchmark(cfg, out, progress=False)
     record = json.loads((run / "result.json").read_text())
     assert record["resumed"] is True
+    # the clean ceiling joins the same folder later, like a method: the finished run is reused
+    with_clean = write_config(tmp_path / "c.yaml", mni_small, methods=["supervised"], clean_ceiling=True)
+    result = run_benchmark(with_clean, out, progress=False)
+    assert (out / "runs" / "clean" / CLEAN_CEILING / "seed0" / "result.json").is_file()
+    assert json.loads((run / "result.json").read_text()) == record
+    assert {r["method"] for r in result.rows} == {"supervised", "supervised (clean labels)"}
 
 
 def test_a_different_benchmark_in_the_same_folder_is_refused(tiny_bench, tmp_path, mni_small):

@@ -281,7 +281,7 @@ def run_job(job: Job, test_cases: list[Case] | None = None) -> dict:
 
 def _check_same_benchmark(out: Path, resolved: dict) -> None:
     """A resumed benchmark must have the same data, noise, split and training config;
-    methods, seeds and the reported numbers may change."""
+    methods, seeds, the clean ceiling and the reported numbers may change."""
     path = out / "benchmark.yaml"
     if not path.is_file():
         return
@@ -290,7 +290,7 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
     def core(d: dict) -> dict:
         b = dict(d.get("benchmark", {}))
         for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params",
-                  "slurm"):
+                  "slurm", "clean_ceiling"):
             b.pop(k, None)
         train = {k: v for k, v in d.get("train", {}).items() if k != "device"}  # where it runs changes nothing
         data = {k: v for k, v in d.get("data", {}).items()  # nor how batches are fed
