@@ -144,7 +144,7 @@ def test_sce_step_loss_equals_manual(dice):
 def test_registered_with_documented_defaults():
     assert get_method_class("gce") is GCE and get_method_class("sce") is SCE
     _, p = validate_method(MethodConfig(name="gce"))
-    assert (p.q, p.dice) == (0.7, False)
+    assert (p.q, p.dice) == (0.7, True)
     _, p = validate_method(MethodConfig(name="sce"))
     assert (p.alpha, p.beta, p.dice) == (1.0, 1.0, False)
 
