@@ -115,13 +115,13 @@ def test_forget_rate_schedule_hand_values():
 def test_registered_defaults_and_params_validated():
     assert get_method_class("coteaching") is CoTeaching
     _, p = validate_method(MethodConfig(name="coteaching"))
-    assert (p.forget_rate, p.gradual_fraction, p.rank, p.dice) == (0.2, 0.1, "class", None)
+    assert (p.forget_rate, p.gradual_fraction, p.rank, p.dice) == (0.2, 0.1, "class", True)
     for bad, key in (({"forget_rate": 1.0}, "forget_rate"), ({"forget_rate": -0.1}, "forget_rate"),
                      ({"gradual_fraction": 1.5}, "gradual_fraction"), ({"rank": "image"}, "rank"),
                      ({"inference": "max"}, "inference"), ({"forgetrate": 0.1}, "unknown option")):
         with pytest.raises(ConfigError, match=key):
             validate_method(MethodConfig(name="coteaching", params=bad))
-    assert make_method(dims=2).use_dice is False and make_method(dims=3).use_dice is True
+    assert make_method(dims=2).use_dice is True and make_method({"dice": False}, dims=2).use_dice is False
 
 
 def test_two_networks_start_from_different_weights():
@@ -132,7 +132,7 @@ def test_two_networks_start_from_different_weights():
 
 @pytest.mark.parametrize("rank", ["class", "global"])
 def test_each_network_learns_only_from_its_partners_small_loss_pixels(rank):
-    m = make_method({"rank": rank})
+    m = make_method({"rank": rank, "dice": False})  # CE alone: the selection is the subject
     batch = small_batch()
     info = StepInfo(step=50, max_steps=100)  # past the ramp: R = 0.2
     x, y = batch["image"], batch["label"]
@@ -181,7 +181,7 @@ def test_changing_labels_outside_the_partners_selection_leaves_net1_gradient_unc
 
 
 def test_ramp_start_trains_on_every_pixel():
-    m = make_method()
+    m = make_method({"dice": False})
     batch = small_batch()
     out = m.training_step(batch, StepInfo(step=0, max_steps=100))
     assert out.logs["forget_rate"] == 0.0

@@ -97,7 +97,7 @@ def test_selection_for_each_network_uses_only_its_two_peers(rank):
 def test_registered_defaults_and_params_validated():
     assert get_method_class("trinet") is TriNet
     _, p = validate_method(MethodConfig(name="trinet"))
-    assert (p.forget_rate, p.gradual_fraction, p.warmup_fraction, p.rank, p.dice) == (0.2, 0.1, 0.1, "class", None)
+    assert (p.forget_rate, p.gradual_fraction, p.warmup_fraction, p.rank, p.dice) == (0.2, 0.1, 0.1, "class", True)
     for bad, key in (({"forget_rate": 1.0}, "forget_rate"), ({"warmup_fraction": 1.0}, "warmup_fraction"),
                      ({"rank": "image"}, "rank"), ({"inference": "net4"}, "inference"), ({"q": 1}, "unknown option")):
         with pytest.raises(ConfigError, match=key):
@@ -111,7 +111,7 @@ def test_three_networks_start_from_different_weights():
 
 @pytest.mark.parametrize("rank", ["class", "global"])
 def test_step_loss_and_gradients_equal_manual(rank):
-    m = make_method({"rank": rank, "warmup_fraction": 0.0})
+    m = make_method({"rank": rank, "warmup_fraction": 0.0, "dice": False})
     batch = small_batch(seed=1)
     x, y = batch["image"], batch["label"]
     out = m.training_step(batch, StepInfo(step=50, max_steps=100))  # R = 0.2
@@ -135,7 +135,7 @@ def test_step_loss_and_gradients_equal_manual(rank):
 
 
 def test_warmup_ignores_agreement():
-    m = make_method({"warmup_fraction": 0.5})
+    m = make_method({"warmup_fraction": 0.5, "dice": False})
     batch = small_batch(seed=2)
     x, y = batch["image"], batch["label"]
     out = m.training_step(batch, StepInfo(step=20, max_steps=100))  # warm-up, R = 0.2
@@ -167,7 +167,7 @@ def test_selection_logs_match_a_manual_count():
 
 
 def test_3d_step_with_dice_equals_manual():
-    m = make_method({"warmup_fraction": 0.0}, dims=3)  # Dice on by default in 3D
+    m = make_method({"warmup_fraction": 0.0}, dims=3)  # Dice on by default
     assert m.use_dice
     batch = small_batch(dims=3, size=8)
     x, y = batch["image"], batch["label"]

@@ -144,11 +144,6 @@ def host_logs(terms: dict[str, torch.Tensor]) -> dict[str, float]:
 SELECTION_FIGURE_GROUPS = ("selection", "selection_precision", "selection_recall", "selection_kept")
 
 
-def dice_by_default(flag: bool | None, spatial_dims: int) -> bool:
-    """Whether a method adds soft Dice: its `dice` parameter, or when None only for 3D training."""
-    return spatial_dims == 3 if flag is None else bool(flag)
-
-
 def unit_channels(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """x / max(‖x‖, eps) along the channels of (N, F, *S), the value of `F.normalize(x, dim=1)`.
 

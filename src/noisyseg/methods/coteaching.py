@@ -3,7 +3,7 @@
 Two networks (different initialisation). Each ranks the batch's pixels by its own
 cross-entropy ℓⁿ_i = −log pⁿ_i(ỹ_i) and keeps the share 1 − R(t) with the smallest loss (Sⁿ);
 each network trains on its partner's set: L = mean_{S²} ℓ¹ + mean_{S¹} ℓ² (+ soft Dice on the
-same sets, 3D by default). R(t) = forget_rate·min(t / (gradual_fraction·T), 1). `rank: class`
+same sets, on by default). R(t) = forget_rate·min(t / (gradual_fraction·T), 1). `rank: class`
 (default) ranks within each given class, `rank: global` over the whole batch (the paper's).
 Inference averages the two networks' softmax.
 
@@ -28,7 +28,6 @@ from .base import (
     Method,
     StepInfo,
     StepOutput,
-    dice_by_default,
     host_values,
     mean_softmax,
     selection_log_values,
@@ -125,14 +124,14 @@ class CoTeachingParams(StrictModel):
         gradual_fraction: share of max_steps over which the forget rate ramps up from 0.
         rank: 'global' ranks all pixels of the batch together; 'class' ranks pixels within
             each given class (keeps 1 − R of every class).
-        dice: add soft Dice restricted to the selected pixels; None = only for 3D training.
+        dice: add soft Dice restricted to the selected pixels (2D and 3D; off: CE alone).
         inference: 'mean' of the two networks' softmax, or one network alone.
     """
 
     forget_rate: float = Field(0.2, ge=0.0, lt=1.0)
     gradual_fraction: float = Field(0.1, ge=0.0, le=1.0)
     rank: Literal["global", "class"] = "class"
-    dice: bool | None = None
+    dice: bool = True
     inference: Literal["mean", "net1", "net2"] = "mean"
 
 
@@ -167,7 +166,7 @@ class CoTeaching(Method):
         super().__init__(params, make_net, num_classes, spatial_dims)
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
-        self.use_dice = dice_by_default(params.dice, spatial_dims)
+        self.use_dice = params.dice
 
     def forget_rate(self, info: StepInfo) -> float:
         """R(t) for this step."""

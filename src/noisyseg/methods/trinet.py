@@ -2,7 +2,7 @@
 
 Three networks (different initialisation); two agree to teach the third. For network i with
 peers j, k: the agreed pixels A_i = {ŷʲ = ŷᵏ}; within A_i the share 1 − R(t) with the smallest
-mean teacher loss ½(ℓʲ + ℓᵏ) is kept (S_i); L = Σ_i mean_{S_i} ℓⁱ (+ soft Dice on S_i, 3D by
+mean teacher loss ½(ℓʲ + ℓᵏ) is kept (S_i); L = Σ_i mean_{S_i} ℓⁱ (+ soft Dice on S_i, on by
 default). R(t) is Co-teaching's ramp; during the warm-up (`warmup_fraction`) the agreement test
 is off. `rank: class` (default) or `global`, as in `coteaching`. Inference averages the three
 networks' softmax.
@@ -25,7 +25,6 @@ from .base import (
     Method,
     StepInfo,
     StepOutput,
-    dice_by_default,
     host_values,
     mean_softmax,
     selection_log_values,
@@ -73,7 +72,7 @@ class TriNetParams(StrictModel):
         warmup_fraction: share of max_steps before the agreement test starts (until then each
             network learns from its teachers' small-loss pixels among all pixels).
         rank: 'global' ranks all agreed pixels together; 'class' ranks them within each given class.
-        dice: add soft Dice restricted to the selected pixels; None = only for 3D training.
+        dice: add soft Dice restricted to the selected pixels (2D and 3D; off: CE alone).
         inference: 'mean' of the three networks' softmax, or one network alone.
     """
 
@@ -81,7 +80,7 @@ class TriNetParams(StrictModel):
     gradual_fraction: float = Field(0.1, ge=0.0, le=1.0)
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     rank: Literal["global", "class"] = "class"
-    dice: bool | None = None
+    dice: bool = True
     inference: Literal["mean", "net1", "net2", "net3"] = "mean"
 
 
@@ -98,7 +97,7 @@ class TriNet(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG advances between calls: three different initialisations
         self.net3 = make_net()
-        self.use_dice = dice_by_default(params.dice, spatial_dims)
+        self.use_dice = params.dice
 
     @property
     def nets(self) -> tuple:
