@@ -155,7 +155,7 @@ def test_ramp_and_ema_decay():
 
 @pytest.mark.parametrize("dims,k", [(2, 2), (3, 3)])
 def test_training_step_terms_and_teacher_2d_3d(dims, k):
-    method = make_method(dims, k, cl_start=0.0)
+    method = make_method(dims, k, cl_start=0.0, cl_start_agreement=0.0)
     batch = batch_for(dims, k, size=16 if dims == 2 else 8)
     out = method.training_step(batch, StepInfo(5, 10))
     out.loss.backward()  # finiteness, gradients and probabilities: the contract (test_contract.py)
@@ -170,7 +170,7 @@ def test_training_step_terms_and_teacher_2d_3d(dims, k):
 
 def test_flagged_pixels_are_trained_on_the_teacher_label():
     """With the teacher set to a perfect predictor, the wrong band is flagged and corrected."""
-    method = make_method(cl_start=0.0, consistency_weight=0.0)
+    method = make_method(cl_start=0.0, cl_start_agreement=0.0, consistency_weight=0.0)
     batch = batch_for()
     clean = batch["clean_label"]
     perfect = torch.nn.functional.one_hot(clean, 2).movedim(-1, 1).float() * 0.9 + 0.05
@@ -194,8 +194,35 @@ def test_warmup_skips_confident_learning():
     assert math.isnan(out.logs["mtcl/threshold/c0"])
 
 
+def test_confident_learning_waits_until_the_teacher_finds_every_class():
+    """The gate opens when the running agreement of a perfect teacher reaches 0.5 and stays open (also through the state dict); a teacher that misses the class never opens it."""
+    batch = batch_for()
+    clean = batch["clean_label"]
+    perfect = torch.nn.functional.one_hot(clean, 2).movedim(-1, 1).float() * 0.9 + 0.05
+    blind = torch.stack([torch.full_like(clean, 0.9, dtype=torch.float32), torch.full_like(clean, 0.1, dtype=torch.float32)], 1)
+    method = make_method(cl_start=0.0, cl_start_agreement=0.5, consistency_weight=0.0)
+    method.teacher_probs = lambda x: blind
+    for i in range(20):
+        out = method.training_step(batch, StepInfo(i, 20))
+        assert out.logs["mtcl/flagged_frac"] == 0.0 and out.logs["mtcl/agreement"] == 0.0
+    method = make_method(cl_start=0.0, cl_start_agreement=0.5, consistency_weight=0.0)
+    method.teacher_probs = lambda x: perfect
+    flagged = [method.training_step(batch, StepInfo(i, 20)).logs["mtcl/flagged_frac"] for i in range(12)]
+    wrong = float((batch["label"] != clean).float().mean())
+    # the teacher agrees with the given labels by a Dice a < 1 (the wrong band); step i folds in
+    # its agreement before deciding, so CL starts at the first i with a·(1 − 0.9^(i+1)) ≥ 0.5
+    a = 2 * ((clean == 1) & (batch["label"] == 1)).sum().item() / ((clean == 1).sum() + (batch["label"] == 1).sum()).item()
+    first = next(i for i in range(12) if a * (1 - 0.9 ** (i + 1)) >= 0.5)
+    assert 5 < first < 11
+    assert flagged[:first] == [0.0] * first and flagged[first:] == pytest.approx([wrong] * (12 - first))
+    reloaded = make_method(cl_start=0.0, cl_start_agreement=0.5, consistency_weight=0.0)
+    reloaded.load_state_dict(method.state_dict())
+    reloaded.teacher_probs = lambda x: blind
+    assert reloaded.cl_active(StepInfo(0, 20))
+
+
 def test_teacher_ema_equals_hand_formula_and_gets_no_gradient():
-    method = make_method(cl_start=0.0, ema_decay=0.9)
+    method = make_method(cl_start=0.0, cl_start_agreement=0.0, ema_decay=0.9)
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
     n_student = sum(1 for _ in method.net.parameters())
     assert len(opt.param_groups[0]["params"]) == n_student  # the teacher is not optimised

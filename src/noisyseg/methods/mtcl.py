@@ -11,7 +11,8 @@ ramp-up. Teacher update after each step: θ_T ← α·θ_T + (1 − α)·θ_S. C
 in torch on the batch's device and flags the same pixels as cleanlab's `find_label_issues`.
 
 Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `MTCLParams`.
-Logs: ``mtcl/threshold/c{k}``, ``mtcl/flagged_frac``, ``mtcl/cons_weight``, ``loss/sup``,
+Logs: ``mtcl/threshold/c{k}``, ``mtcl/flagged_frac``, ``mtcl/cons_weight``, ``mtcl/agreement``
+(the gate's running agreement, NaN once open), ``loss/sup``,
 ``loss/corr``, ``loss/cons``; with ``clean_label`` ``mtcl/wrong_label_rate``,
 ``mtcl/flag_precision``, ``mtcl/flag_recall``, ``mtcl/correction_acc``.
 Design choices, the cleanlab comparison and cost: docs/methods/mtcl.md.
@@ -29,6 +30,7 @@ from pydantic import Field
 from ..config import StrictModel
 from .base import Method, StepInfo, StepOutput, class_counts, host_values
 from .losses import one_hot, soft_dice_loss, weighted_mean, with_valid
+from .meta_warmup import MetaWarmup
 from .shared import frozen_norm_stats
 from .registry import register
 
@@ -272,8 +274,12 @@ class MTCLParams(StrictModel):
             (0: no ramp-up).
         noise_std: σ of the Gaussian noise on the teacher's consistency input.
         noise_clip: the noise is clipped to ±noise_clip.
-        cl_start: fraction of training before confident learning starts (warm-up: CE + Dice on
-            all pixels plus consistency).
+        cl_start: fraction of training before confident learning may start (warm-up: CE + Dice
+            on all pixels plus consistency).
+        cl_start_agreement: [choice] confident learning also waits until the teacher finds every
+            given foreground class: the running mean (momentum 0.9) of `class_agreement` of the
+            teacher's training predictions must reach this value (the gate of `meta_start`,
+            `meta_warmup.MetaWarmup`). 0: start at `cl_start` alone (MTCL).
         cl_filter: cleanlab `filter_by` rule that flags label errors.
         lambda_corrected: λ_corr, weight of the CE on corrected labels of flagged pixels.
         correction_strength: s of the corrected soft label s·onehot(teacher) + (1 − s)·onehot(ỹ)
@@ -287,6 +293,7 @@ class MTCLParams(StrictModel):
     noise_std: float = Field(0.1, ge=0.0)
     noise_clip: float = Field(0.2, ge=0.0)
     cl_start: float = Field(0.1, ge=0.0, le=1.0)
+    cl_start_agreement: float = Field(0.3, ge=0.0, le=1.0)
     cl_filter: CLFilter = "both"
     lambda_corrected: float = Field(1.0, ge=0.0)
     correction_strength: float = Field(1.0, ge=0.0, le=1.0)
@@ -308,11 +315,13 @@ class MTCL(Method):
         self.teacher = copy.deepcopy(self.net)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+        self.cl_gate = MetaWarmup(params.cl_start_agreement)
 
     # ------------------------------------------------------------------ helpers
 
     def cl_active(self, info: StepInfo) -> bool:
-        return info.progress >= self.params.cl_start
+        """Past `cl_start` and the teacher finds every class (`cl_start_agreement`)."""
+        return info.progress >= self.params.cl_start and not self.cl_gate.active
 
     def consistency_weight(self, info: StepInfo) -> float:
         p = self.params
@@ -344,6 +353,8 @@ class MTCL(Method):
         ce = -logp.gather(1, lab).squeeze(1)
         given = one_hot(label, k)
         valid = batch.get("valid")
+        if self.cl_gate.active:
+            self.cl_gate.update(q_noisy.argmax(1), label, k, valid)
         if self.cl_active(info):
             q = self.teacher_probs(x)
             if valid is None:
@@ -375,8 +386,12 @@ class MTCL(Method):
         """Every scalar of the step in one tensor, copied to the host once (0/0 → NaN)."""
         k = self.num_classes
         f = flags.float()
-        names = [f"mtcl/threshold/c{c}" for c in range(k)] + ["mtcl/flagged_frac", "mtcl/cons_weight"] + list(terms)
+        names = ([f"mtcl/threshold/c{c}" for c in range(k)] + ["mtcl/flagged_frac", "mtcl/cons_weight", "mtcl/agreement"]
+                 + list(terms))
+        gate = self.cl_gate
+        agreement = torch.where(gate.meta_on, torch.full_like(gate.agreement, math.nan), gate.agreement)
         values = [thr.float(), f.mean().reshape(1), f.new_full((1,), w_cons),  # a fill: no host-to-device copy
+                  agreement.reshape(1),
                   torch.stack([v.float() for v in terms.values()])]
         if "clean_label" in batch:
             clean = batch["clean_label"]
