@@ -316,12 +316,15 @@ class MTCL(Method):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.cl_gate = MetaWarmup(params.cl_start_agreement)
+        self._cl_open = False  # host copy of the gate once it is open: no device read per step after
 
     # ------------------------------------------------------------------ helpers
 
     def cl_active(self, info: StepInfo) -> bool:
         """Past `cl_start` and the teacher finds every class (`cl_start_agreement`)."""
-        return info.progress >= self.params.cl_start and not self.cl_gate.active
+        if not self._cl_open:
+            self._cl_open = not self.cl_gate.active
+        return info.progress >= self.params.cl_start and self._cl_open
 
     def consistency_weight(self, info: StepInfo) -> float:
         p = self.params
@@ -353,7 +356,7 @@ class MTCL(Method):
         ce = -logp.gather(1, lab).squeeze(1)
         given = one_hot(label, k)
         valid = batch.get("valid")
-        if self.cl_gate.active:
+        if not self._cl_open:
             self.cl_gate.update(q_noisy.argmax(1), label, k, valid)
         if self.cl_active(info):
             q = self.teacher_probs(x)
