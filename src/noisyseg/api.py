@@ -57,7 +57,7 @@ def train(*, data: Path | str, out: Path | str, method: str | None = None, confi
 def load_run(run: Path | str, checkpoint: str = "best", device: str = "auto"):
     """(method module in eval mode on its device, run data_info, RunConfig) of a trained run."""
     from .engine.checkpoint import load_checkpoint
-    from .engine.setup import build_method, resolve_device
+    from .engine.setup import build_method, place_method, resolve_device
 
     run = Path(run)
     if checkpoint not in ("best", "last"):
@@ -73,7 +73,7 @@ def load_run(run: Path | str, checkpoint: str = "best", device: str = "auto"):
     dev = resolve_device(device)
     method = build_method(cfg, len(info["modalities"]), len(info["class_names"]), info["train_dims"])
     method.load_state_dict(state["method"])
-    return method.to(dev).eval(), info, cfg
+    return place_method(method, dev, cfg, info["train_dims"]).eval(), info, cfg
 
 
 def predict_image(method, image: np.ndarray, info: dict, cfg: RunConfig,

@@ -67,7 +67,9 @@ class NetConfig(StrictModel):
     """Backbone choice. `features` is the width of the last decoder feature map that
     methods such as CLCS and MetaDCSeg read; a 1x1 conv turns it into class logits.
     `norm`: batch norm (the papers' networks) or instance norm with affine parameters
-    (steadier with the batch of 1-2 patches that fits a CPU; unet and unetpp only)."""
+    (steadier with the batch of 1-2 patches that fits a CPU; unet and unetpp only).
+    `memory_format`: the order of the convolution weights in memory; 'auto' is channels-last
+    on CPU (faster there, benchmarks/bench_memory_format.py) and contiguous elsewhere."""
 
     arch: Literal["unet", "unetpp", "vnet"] = "unet"
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
@@ -75,6 +77,7 @@ class NetConfig(StrictModel):
     num_res_units: int = Field(1, ge=0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     norm: Literal["batch", "instance"] = "batch"
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
 
 
 class OptimConfig(StrictModel):

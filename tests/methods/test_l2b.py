@@ -31,7 +31,7 @@ def batch_for(dims=2, k=2, n=2, size=16, seed=1):
 def test_params_and_registration():
     cls, p = validate_method(MethodConfig(name="l2b"))
     assert cls.name == "l2b" and cls.needs_trusted and not cls.supports_amp
-    assert p.lookahead_lr == 1e-3 and p.pseudo_label == "prediction" and p.dice_weight == 0.0
+    assert p.lookahead_lr == 1e-3 and p.pseudo_label == "prediction" and p.dice_weight == 1.0
     assert p.meta_start == 0.3
     with pytest.raises(ConfigError):
         validate_method(MethodConfig(name="l2b", params={"lookahead_lr": 0}))
@@ -41,7 +41,7 @@ def test_params_and_registration():
 
 def test_weights_are_the_shared_meta_pixel_weights(monkeypatch):
     """The step calls meta_weights.meta_pixel_weights and trains on exactly its α, β and ŷ."""
-    method = make_method()
+    method = make_method(dice_weight=0.0)  # the weighted CE alone
     batch = batch_for()
     # reference, computed before the step on the same network state
     ref = meta_pixel_weights(method.net, batch["image"], batch["label"], batch["meta_image"], batch["meta_label"],
@@ -122,7 +122,7 @@ def nn_batchnorm(dims):
 
 
 def test_stage_zero_trains_on_the_given_labels_until_the_network_finds_the_classes():
-    method = make_method(meta_start=0.3)
+    method = make_method(meta_start=0.3, dice_weight=0.0)
     batch = batch_for()
     with torch.no_grad():
         logits = method.net(batch["image"]).float()

@@ -23,8 +23,8 @@ from .checkpoint import load_checkpoint, set_rng_state
 from .cpu_memory import keep_freed_memory
 from .logger import RunLogger, TextLog
 from .optim import make_optimizer
-from .setup import (build_method, data_info, load_cases, resolve_device, resolve_patch, resume_comparable,
-                    split_train_val, training_dims)
+from .setup import (build_method, data_info, load_cases, place_method, resolve_device, resolve_patch,
+                    resume_comparable, split_train_val, training_dims)
 
 
 @dataclass
@@ -92,7 +92,7 @@ def prepare_run(cfg: RunConfig, dataset: Dataset, run_dir: Path, *, resume: bool
     if method is None:
         method = build_method(cfg, dataset.in_channels, dataset.num_classes, dims)
     run = _assemble(cfg, dataset, run_dir, text, device, dinfo, show, patch, data_info(dataset, dims, patch, cfg),
-                    method.to(device), train_cases, val_cases, split.trusted)
+                    place_method(method, device, cfg, dims), train_cases, val_cases, split.trusted)
     if state is not None:
         _restore(run, state)
     _distribute(run)

@@ -91,6 +91,18 @@ def build_method(cfg: RunConfig, in_channels: int, num_classes: int, dims: int) 
     return cls(params, net_factory(cfg.net, dims, in_channels, num_classes), num_classes, dims)
 
 
+def place_method(method: Method, device: torch.device, cfg: RunConfig, dims: int) -> Method:
+    """The method on `device`, its convolution weights (4D in 2D, 5D in 3D) in the order of
+    `net.memory_format` ('auto': channels-last on CPU, contiguous elsewhere). Activations
+    follow the weights' order, so inputs need no conversion."""
+    fmt = cfg.net.memory_format
+    if fmt == "auto":
+        fmt = "channels_last" if device.type == "cpu" else "contiguous"
+    if fmt == "channels_last":
+        method = method.to(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
+    return method.to(device)
+
+
 def load_cases(refs: Iterable[CaseRef], desc: str, show: bool, cfg: RunConfig, *, mapped: bool = False) -> list[Case]:
     """Load cases, resampled to `data.target_spacing` and resized to `data.slice_size` when set;
     with `mapped`, each is written to a temporary folder in `data.cache_dir` and memory-mapped

@@ -49,7 +49,8 @@ class L2BParams(StrictModel):
             1 + dims extra forward passes).
         weight_norm_stats: batch-norm statistics in the meta and jvp passes: 'batch' (training
             mode, the function a training step differentiates) or 'running' (eval mode).
-        dice_weight: λ_D of a Dice term (0: L2B's loss alone).
+        dice_weight: [choice] λ_D of a Dice term (0: L2B's loss alone); 1 by default, as in
+            `metadcseg` (measured in docs/methods/l2b.md).
         dice_target: what that Dice term compares with: 'soft' (the soft target t over the
             pixels with α + β > 0) or 'given' (the given labels over every annotated pixel);
             see `meta_weights.meta_dice_loss`.
@@ -62,7 +63,7 @@ class L2BParams(StrictModel):
     lookahead_lr: float = Field(1e-3, gt=0)
     pseudo_label: Literal["prediction", "flip_average"] = "prediction"
     weight_norm_stats: Literal["batch", "running"] = "batch"
-    dice_weight: float = Field(0.0, ge=0.0)
+    dice_weight: float = Field(1.0, ge=0.0)
     dice_target: Literal["given", "soft"] = "soft"
     meta_start: float = Field(0.3, ge=0.0, le=1.0)
 
