@@ -234,6 +234,31 @@ def test_3d_step_with_dice_equals_manual_and_backward_works():
     assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_dice_over_all_pixels_equals_manual(with_valid):
+    """`dice_pixels: all`: CE on the partner's selection, soft Dice over every annotated pixel."""
+    m = make_method({"dice_pixels": "all"})
+    batch = small_batch(seed=4)
+    x, y = batch["image"], batch["label"]
+    valid = torch.ones_like(y, dtype=torch.bool)
+    if with_valid:
+        valid[:, :3] = False
+        batch = {**batch, "valid": valid}
+    out = m.training_step(batch, StepInfo(step=50, max_steps=100))
+    with torch.no_grad():
+        l1, l2 = m.net1(x), m.net2(x)
+        ce1, ce2 = pixel_ce(l1, y), pixel_ce(l2, y)
+        sel1 = small_loss_mask(ce1, 0.8, groups=y, valid=valid)
+        sel2 = small_loss_mask(ce2, 0.8, groups=y, valid=valid)
+        t, v = one_hot(y, K), valid.float()
+        ref = (ce1[sel2].mean() + soft_dice_loss(torch.softmax(l1, 1), t, v)
+               + ce2[sel1].mean() + soft_dice_loss(torch.softmax(l2, 1), t, v))
+        selected_only = (ce1[sel2].mean() + soft_dice_loss(torch.softmax(l1, 1), t, sel2.float())
+                         + ce2[sel1].mean() + soft_dice_loss(torch.softmax(l2, 1), t, sel1.float()))
+    assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert abs(ref.item() - selected_only.item()) > 1e-4  # the two settings differ on this batch
+
+
 def test_losses_are_float32_under_autocast():
     m = make_method({"dice": True})
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -124,7 +124,9 @@ class CoTeachingParams(StrictModel):
         gradual_fraction: share of max_steps over which the forget rate ramps up from 0.
         rank: 'global' ranks all pixels of the batch together; 'class' ranks pixels within
             each given class (keeps 1 − R of every class).
-        dice: add soft Dice restricted to the selected pixels (2D and 3D; off: CE alone).
+        dice: add a soft Dice term (2D and 3D; off: CE alone).
+        dice_pixels: the pixels of that Dice term: 'selected' (the ones the CE learns from) or
+            'all' annotated pixels against the given labels (CLCS's 2D default).
         inference: 'mean' of the two networks' softmax, or one network alone.
     """
 
@@ -132,12 +134,14 @@ class CoTeachingParams(StrictModel):
     gradual_fraction: float = Field(0.1, ge=0.0, le=1.0)
     rank: Literal["global", "class"] = "class"
     dice: bool = True
+    dice_pixels: Literal["selected", "all"] = "selected"
     inference: Literal["mean", "net1", "net2"] = "mean"
 
 
 def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, selected: torch.Tensor,
-                  use_dice: bool, target: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean CE over the selected pixels (+ soft Dice restricted to them).
+                  use_dice: bool, target: torch.Tensor | None = None, dice_over: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """Mean CE over the selected pixels (+ soft Dice over them, or over `dice_over`).
 
     Args:
         logits: (N, K, *S) float32 logits of the network being trained.
@@ -145,13 +149,23 @@ def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, s
         label: (N, *S) given labels.
         selected: (N, *S) bool, the pixels it learns from.
         target: one_hot(label) (N, K, *S) when the caller has it (built here otherwise).
+        dice_over: (N, *S) bool pixels of the Dice term instead of `selected` (all annotated
+            pixels for `dice_pixels: all`).
     """
     w = selected.float()
     loss = weighted_mean(ce, w)
     if use_dice:
         target = one_hot(label, logits.shape[1]) if target is None else target
-        loss = loss + soft_dice_loss(torch.softmax(logits, 1), target, w)
+        loss = loss + soft_dice_loss(torch.softmax(logits, 1), target, w if dice_over is None else dice_over.float())
     return loss
+
+
+def dice_pixels_mask(dice_pixels: str, label: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor | None:
+    """`selected_loss`'s `dice_over` for a `dice_pixels` setting: None (the selection) or the
+    annotated pixels (N, *S) bool."""
+    if dice_pixels == "selected":
+        return None
+    return torch.ones_like(label, dtype=torch.bool) if valid is None else valid
 
 
 @register
@@ -182,8 +196,9 @@ class CoTeaching(Method):
         sel1 = small_loss_mask(ce1, 1.0 - rate, groups, valid)  # net1's small-loss pixels: teach net2
         sel2 = small_loss_mask(ce2, 1.0 - rate, groups, valid)  # net2's small-loss pixels: teach net1
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by both losses
-        loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice, target)
-        loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice, target)
+        over = dice_pixels_mask(self.params.dice_pixels, label, valid)
+        loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice, target, over)
+        loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice, target, over)
         return StepOutput(loss1 + loss2, self._logs(rate, (sel1, sel2), (loss1, loss2), batch))
 
     @torch.no_grad()

@@ -29,7 +29,7 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .coteaching import CoTeaching, selected_loss, small_loss_mask
+from .coteaching import CoTeaching, dice_pixels_mask, selected_loss, small_loss_mask
 from .losses import one_hot, pixel_ce
 from .registry import register
 
@@ -72,7 +72,9 @@ class TriNetParams(StrictModel):
         warmup_fraction: share of max_steps before the agreement test starts (until then each
             network learns from its teachers' small-loss pixels among all pixels).
         rank: 'global' ranks all agreed pixels together; 'class' ranks them within each given class.
-        dice: add soft Dice restricted to the selected pixels (2D and 3D; off: CE alone).
+        dice: add a soft Dice term (2D and 3D; off: CE alone).
+        dice_pixels: the pixels of that Dice term: 'selected' or 'all' annotated pixels
+            against the given labels (as `coteaching`).
         inference: 'mean' of the three networks' softmax, or one network alone.
     """
 
@@ -81,6 +83,7 @@ class TriNetParams(StrictModel):
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     rank: Literal["global", "class"] = "class"
     dice: bool = True
+    dice_pixels: Literal["selected", "all"] = "selected"
     inference: Literal["mean", "net1", "net2", "net3"] = "mean"
 
 
@@ -117,7 +120,8 @@ class TriNet(Method):
         sels = self.select(ces, preds, label, rate, info.step >= self.warmup_steps(info.max_steps),
                            batch.get("valid"))
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by the three losses
-        losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice, target) for i in range(3)]
+        over = dice_pixels_mask(self.params.dice_pixels, label, batch.get("valid"))
+        losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice, target, over) for i in range(3)]
         agrees = [preds[j] == preds[k] for j, k in PEERS]
         loss = losses[0] + losses[1] + losses[2]
         return StepOutput(loss, self._logs(rate, sels, agrees, losses, batch))
