@@ -7,9 +7,11 @@ case, target), and writes the benchmark's tables (mean ± std over seeds, per st
 with `supervised`) with the file each run came from.
 
     python benchmarks/combine_results.py --config configs/acdc_cpu.yaml --out DIR \
-        --classes background,organ A.csv B.csv ...
+        --classes background,organ [--drop l2b@A.csv] A.csv B.csv ...
 
-Writes DIR/results.csv (with a `source` column) and DIR/summary.md.
+`--drop METHOD@FILE` (repeatable) leaves out METHOD's rows of FILE, e.g. runs of a method whose
+default has changed since FILE was written. Writes DIR/results.csv (with a `source` column) and
+DIR/summary.md.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ from noisyseg.runinfo import package_versions
 CLEAN_TITLE_IN_CSV = "supervised (clean labels)"
 
 
-def read_rows(paths: list[Path]) -> dict[tuple, dict]:
-    """{(level, method key, seed, case, target): row} over the files, later files winning."""
+def read_rows(paths: list[Path], drop: set[tuple[str, str]] = frozenset()) -> dict[tuple, dict]:
+    """{(level, method key, seed, case, target): row} over the files, later files winning;
+    `drop` holds (method, file path as given) pairs whose rows are left out."""
     rows: dict[tuple, dict] = {}
     for path in paths:
         with path.open(newline="") as fh:
             for r in csv.DictReader(fh):
                 method = CLEAN_CEILING if r["method"] == CLEAN_TITLE_IN_CSV else r["method"]
+                if (r["method"], str(path)) in drop:
+                    continue
                 row = {k: r[k] for k in ("case", "target")}
                 row.update({m: float(r[m]) if r[m] not in ("", "nan") else math.nan
                             for m in ("dice", "iou", "hd95", "asd")})
@@ -56,10 +61,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--classes", required=True, help="class names, background first, comma-separated")
     ap.add_argument("--pixels", action="store_true", help="the data has no spacing: HD95 / ASD in pixels")
+    ap.add_argument("--drop", action="append", default=[], metavar="METHOD@FILE",
+                    help="leave out METHOD's rows of FILE (repeatable)")
     ap.add_argument("csvs", type=Path, nargs="+")
     args = ap.parse_args()
+    drop = {tuple(d.split("@", 1)) for d in args.drop}
+    unknown = sorted(f for _, f in drop if f not in {str(p) for p in args.csvs})
+    if unknown or any("@" not in d for d in args.drop):
+        ap.error(f"--drop needs METHOD@FILE with FILE one of the CSVs given: {args.drop}")
     spec, _ = load_benchmark(args.config, data="unused")
-    records = records_of(read_rows(args.csvs))
+    records = records_of(read_rows(args.csvs, drop))
     spec = spec.model_copy(update={"seeds": sorted({r["seed"] for r in records})})
     classes = args.classes.split(",")
     structures = classes[1:]
@@ -74,8 +85,9 @@ def main() -> None:
             title = CLEAN_TITLE_IN_CSV if rec["method"] == CLEAN_CEILING else rec["method"]
             for r in rec["rows"]:
                 w.writerow({"level": rec["level"], "method": title, "seed": rec["seed"], **r})
+    dropped = "".join(f" Left out: {m} of {f}." for m, f in sorted(drop))
     parts = [f"# {spec.name}", "", f"Combined from {len(args.csvs)} results.csv files; mean ± std over seeds "
-             "(± over test cases where a method has one seed); Dice and IoU in %.", ""]
+             f"(± over test cases where a method has one seed); Dice and IoU in %.{dropped}", ""]
     for level in (lv for lv in stats if lv != "clean"):
         table = level_table(stats[level], spec, level, ["mean"], ceiling)
         parts += [f"## noise level {level}", "", table.replace("(mm)", "(px)") if args.pixels else table, "",

@@ -41,6 +41,14 @@ def test_later_file_wins_and_runs_regroup(tmp_path):
     assert len(records[("0.5", "supervised", 0)]["rows"]) == 2
 
 
+def test_drop_leaves_out_one_method_of_one_file(tmp_path):
+    a = _write(tmp_path / "a.csv", [("0.5", "l2b", 1, "c1", 0.1), ("0.5", "clcs", 1, "c1", 0.5)])
+    b = _write(tmp_path / "b.csv", [("0.5", "l2b", 0, "c1", 0.6)])
+    mod = _module()
+    records = {(r["method"], r["seed"]): r for r in mod.records_of(mod.read_rows([a, b], {("l2b", str(a))}))}
+    assert set(records) == {("clcs", 1), ("l2b", 0)}  # a's l2b row gone, a's clcs and b's l2b kept
+
+
 def test_tables_by_hand(tmp_path):
     # seed 0: supervised 0.6 (mean of cases 0.5, 0.7), clcs 0.7; seed 1: supervised 0.5, clcs 0.8
     a = _write(tmp_path / "a.csv", [("0.5", "supervised", 0, "c1", 0.5), ("0.5", "supervised", 0, "c2", 0.7),

@@ -125,8 +125,9 @@ class CoTeachingParams(StrictModel):
         rank: 'global' ranks all pixels of the batch together; 'class' ranks pixels within
             each given class (keeps 1 − R of every class).
         dice: add a soft Dice term (2D and 3D; off: CE alone).
-        dice_pixels: the pixels of that Dice term: 'selected' (the ones the CE learns from) or
-            'all' annotated pixels against the given labels (CLCS's 2D default).
+        dice_pixels: [choice] the pixels of that Dice term: 'selected' (the ones the CE learns
+            from) or 'all' annotated pixels against the given labels (as CLCS); None: 'all' in
+            2D, 'selected' in 3D (measured in 2D only, docs/methods/coteaching.md).
         inference: 'mean' of the two networks' softmax, or one network alone.
     """
 
@@ -134,7 +135,7 @@ class CoTeachingParams(StrictModel):
     gradual_fraction: float = Field(0.1, ge=0.0, le=1.0)
     rank: Literal["global", "class"] = "class"
     dice: bool = True
-    dice_pixels: Literal["selected", "all"] = "selected"
+    dice_pixels: Literal["selected", "all"] | None = None
     inference: Literal["mean", "net1", "net2"] = "mean"
 
 
@@ -181,6 +182,7 @@ class CoTeaching(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.use_dice = params.dice
+        self.dice_pixels = params.dice_pixels or ("all" if spatial_dims == 2 else "selected")
 
     def forget_rate(self, info: StepInfo) -> float:
         """R(t) for this step."""
@@ -196,7 +198,7 @@ class CoTeaching(Method):
         sel1 = small_loss_mask(ce1, 1.0 - rate, groups, valid)  # net1's small-loss pixels: teach net2
         sel2 = small_loss_mask(ce2, 1.0 - rate, groups, valid)  # net2's small-loss pixels: teach net1
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by both losses
-        over = dice_pixels_mask(self.params.dice_pixels, label, valid)
+        over = dice_pixels_mask(self.dice_pixels, label, valid)
         loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice, target, over)
         loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice, target, over)
         return StepOutput(loss1 + loss2, self._logs(rate, (sel1, sel2), (loss1, loss2), batch))

@@ -73,8 +73,8 @@ class TriNetParams(StrictModel):
             network learns from its teachers' small-loss pixels among all pixels).
         rank: 'global' ranks all agreed pixels together; 'class' ranks them within each given class.
         dice: add a soft Dice term (2D and 3D; off: CE alone).
-        dice_pixels: the pixels of that Dice term: 'selected' or 'all' annotated pixels
-            against the given labels (as `coteaching`).
+        dice_pixels: [choice] the pixels of that Dice term: 'selected' or 'all' annotated
+            pixels against the given labels; None: 'all' in 2D, 'selected' in 3D (as `coteaching`).
         inference: 'mean' of the three networks' softmax, or one network alone.
     """
 
@@ -83,7 +83,7 @@ class TriNetParams(StrictModel):
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     rank: Literal["global", "class"] = "class"
     dice: bool = True
-    dice_pixels: Literal["selected", "all"] = "selected"
+    dice_pixels: Literal["selected", "all"] | None = None
     inference: Literal["mean", "net1", "net2", "net3"] = "mean"
 
 
@@ -101,6 +101,7 @@ class TriNet(Method):
         self.net2 = make_net()  # the torch RNG advances between calls: three different initialisations
         self.net3 = make_net()
         self.use_dice = params.dice
+        self.dice_pixels = params.dice_pixels or ("all" if spatial_dims == 2 else "selected")
 
     @property
     def nets(self) -> tuple:
@@ -120,7 +121,7 @@ class TriNet(Method):
         sels = self.select(ces, preds, label, rate, info.step >= self.warmup_steps(info.max_steps),
                            batch.get("valid"))
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by the three losses
-        over = dice_pixels_mask(self.params.dice_pixels, label, batch.get("valid"))
+        over = dice_pixels_mask(self.dice_pixels, label, batch.get("valid"))
         losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice, target, over) for i in range(3)]
         agrees = [preds[j] == preds[k] for j, k in PEERS]
         loss = losses[0] + losses[1] + losses[2]
