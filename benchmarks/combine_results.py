@@ -34,11 +34,12 @@ def read_rows(paths: list[Path], drop: set[tuple[str, str]] = frozenset()) -> di
     `drop` holds (method, file path as given) pairs whose rows are left out."""
     rows: dict[tuple, dict] = {}
     for path in paths:
+        left_out = {m for m, f in drop if f == str(path)}
         with path.open(newline="") as fh:
             for r in csv.DictReader(fh):
-                method = CLEAN_CEILING if r["method"] == CLEAN_TITLE_IN_CSV else r["method"]
-                if (r["method"], str(path)) in drop:
+                if r["method"] in left_out:
                     continue
+                method = CLEAN_CEILING if r["method"] == CLEAN_TITLE_IN_CSV else r["method"]
                 row = {k: r[k] for k in ("case", "target")}
                 row.update({m: float(r[m]) if r[m] not in ("", "nan") else math.nan
                             for m in ("dice", "iou", "hd95", "asd")})
@@ -65,9 +66,9 @@ def main() -> None:
                     help="leave out METHOD's rows of FILE (repeatable)")
     ap.add_argument("csvs", type=Path, nargs="+")
     args = ap.parse_args()
+    given = {str(p) for p in args.csvs}
     drop = {tuple(d.split("@", 1)) for d in args.drop}
-    unknown = sorted(f for _, f in drop if f not in {str(p) for p in args.csvs})
-    if unknown or any("@" not in d for d in args.drop):
+    if any(len(d) != 2 or d[1] not in given for d in drop):
         ap.error(f"--drop needs METHOD@FILE with FILE one of the CSVs given: {args.drop}")
     spec, _ = load_benchmark(args.config, data="unused")
     records = records_of(read_rows(args.csvs, drop))

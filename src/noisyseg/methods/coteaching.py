@@ -140,9 +140,9 @@ class CoTeachingParams(StrictModel):
 
 
 def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, selected: torch.Tensor,
-                  use_dice: bool, target: torch.Tensor | None = None, dice_over: torch.Tensor | None = None
-                  ) -> torch.Tensor:
-    """Mean CE over the selected pixels (+ soft Dice over them, or over `dice_over`).
+                  use_dice: bool, target: torch.Tensor | None = None, dice_pixels: str = "selected",
+                  valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean CE over the selected pixels (+ soft Dice over them, or over every annotated pixel).
 
     Args:
         logits: (N, K, *S) float32 logits of the network being trained.
@@ -150,23 +150,16 @@ def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, s
         label: (N, *S) given labels.
         selected: (N, *S) bool, the pixels it learns from.
         target: one_hot(label) (N, K, *S) when the caller has it (built here otherwise).
-        dice_over: (N, *S) bool pixels of the Dice term instead of `selected` (all annotated
-            pixels for `dice_pixels: all`).
+        dice_pixels: the Dice term's pixels: 'selected' or 'all' (those `valid` marks).
+        valid: (N, *S) bool annotated pixels, or None when every pixel is.
     """
     w = selected.float()
     loss = weighted_mean(ce, w)
     if use_dice:
         target = one_hot(label, logits.shape[1]) if target is None else target
-        loss = loss + soft_dice_loss(torch.softmax(logits, 1), target, w if dice_over is None else dice_over.float())
+        dice_w = w if dice_pixels == "selected" else (None if valid is None else valid.float())
+        loss = loss + soft_dice_loss(torch.softmax(logits, 1), target, dice_w)
     return loss
-
-
-def dice_pixels_mask(dice_pixels: str, label: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor | None:
-    """`selected_loss`'s `dice_over` for a `dice_pixels` setting: None (the selection) or the
-    annotated pixels (N, *S) bool."""
-    if dice_pixels == "selected":
-        return None
-    return torch.ones_like(label, dtype=torch.bool) if valid is None else valid
 
 
 @register
@@ -198,9 +191,8 @@ class CoTeaching(Method):
         sel1 = small_loss_mask(ce1, 1.0 - rate, groups, valid)  # net1's small-loss pixels: teach net2
         sel2 = small_loss_mask(ce2, 1.0 - rate, groups, valid)  # net2's small-loss pixels: teach net1
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by both losses
-        over = dice_pixels_mask(self.dice_pixels, label, valid)
-        loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice, target, over)
-        loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice, target, over)
+        loss1 = selected_loss(logits1, ce1, label, sel2, self.use_dice, target, self.dice_pixels, valid)
+        loss2 = selected_loss(logits2, ce2, label, sel1, self.use_dice, target, self.dice_pixels, valid)
         return StepOutput(loss1 + loss2, self._logs(rate, (sel1, sel2), (loss1, loss2), batch))
 
     @torch.no_grad()

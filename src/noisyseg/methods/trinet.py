@@ -29,7 +29,7 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .coteaching import CoTeaching, dice_pixels_mask, selected_loss, small_loss_mask
+from .coteaching import CoTeaching, selected_loss, small_loss_mask
 from .losses import one_hot, pixel_ce
 from .registry import register
 
@@ -118,11 +118,11 @@ class TriNet(Method):
         ces = [pixel_ce(lg, label) for lg in logits]
         preds = [lg.detach().argmax(1) for lg in logits]
         rate = self.forget_rate(info)
-        sels = self.select(ces, preds, label, rate, info.step >= self.warmup_steps(info.max_steps),
-                           batch.get("valid"))
+        valid = batch.get("valid")
+        sels = self.select(ces, preds, label, rate, info.step >= self.warmup_steps(info.max_steps), valid)
         target = one_hot(label, self.num_classes) if self.use_dice else None  # shared by the three losses
-        over = dice_pixels_mask(self.dice_pixels, label, batch.get("valid"))
-        losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice, target, over) for i in range(3)]
+        losses = [selected_loss(logits[i], ces[i], label, sels[i], self.use_dice, target, self.dice_pixels, valid)
+                  for i in range(3)]
         agrees = [preds[j] == preds[k] for j, k in PEERS]
         loss = losses[0] + losses[1] + losses[2]
         return StepOutput(loss, self._logs(rate, sels, agrees, losses, batch))
