@@ -97,9 +97,10 @@ class _Failures:
 
 
 def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str], workers: int, gpus: int,
-             progress: bool) -> list[dict]:
+             progress: bool, order: Sequence[int] | None = None) -> list[dict]:
     """`fn(job)` for every job in `workers` local processes (one GPU each when `gpus`, else an
-    equal share of the CPU cores each); results in job order."""
+    equal share of the CPU cores each), started in `order` (indices into `jobs`; default: job
+    order); results in job order."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     for s in _slots(workers, gpus):
@@ -107,7 +108,7 @@ def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str
     results: dict[int, dict] = {}
     failures = _Failures()
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init, initargs=(queue,)) as pool:
-        futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+        futures = {pool.submit(fn, jobs[i]): i for i in (range(len(jobs)) if order is None else order)}
         try:
             for fut in tqdm(as_completed(futures), total=len(futures), desc=f"benchmark runs ({workers} at once)",
                             disable=not progress):

@@ -238,6 +238,17 @@ def plan_runs(spec: BenchmarkSpec) -> list[RunKey]:
     return keys
 
 
+def longest_first(keys: list[RunKey]) -> list[int]:
+    """Indices of `keys` by decreasing expected training time (the methods' `relative_cost`;
+    ties keep their order), so that a pool of workers does not end on one long run."""
+    from ..methods.registry import get_method_class
+
+    def cost(key: RunKey) -> float:
+        return get_method_class("supervised" if key.method == CLEAN_CEILING else key.method).relative_cost
+
+    return sorted(range(len(keys)), key=lambda i: -cost(keys[i]))
+
+
 @dataclass
 class Job:
     """One run of the benchmark and everything a fresh process needs to do it."""
@@ -381,7 +392,7 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
         else:
             for job in jobs:
                 job.threads = job.threads or max(1, available_cores() // n)
-            records = run_pool(run_job, jobs, names, n, gpus, progress)
+            records = run_pool(run_job, jobs, names, n, gpus, progress, order=longest_first([j.key for j in jobs]))
     else:
         cluster = "slurm" if launcher == "slurm" else "local"
         cores = spec.slurm.cpus_per_job if cluster == "slurm" else min(spec.slurm.cpus_per_job, available_cores())

@@ -213,6 +213,7 @@ class ADELE(Method):
     name = "adele"
     figure_groups = ("adele",)
     Params = ADELEParams
+    relative_cost = 1.1
 
     def __init__(self, params: ADELEParams, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)

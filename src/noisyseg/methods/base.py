@@ -79,6 +79,9 @@ class Method(nn.Module):
     ddp_compatible: ClassVar[bool] = True
     # log-key prefixes (before '/') the loop draws into figures/<name>_curves.png
     figure_groups: ClassVar[tuple[str, ...]] = ()
+    # training time relative to `supervised` at the same budget (measured, docs/architecture.md);
+    # a benchmark with several workers starts the costliest runs first
+    relative_cost: ClassVar[float] = 1.0
 
     def __init__(self, params: StrictModel, make_net: Callable[[], SegNet], num_classes: int, spatial_dims: int):
         super().__init__()

@@ -236,6 +236,7 @@ class CLCS(Method):
 
     name = "clcs"
     Params = CLCSParams
+    relative_cost = 2.0
     figure_groups = ("threshold", "clean_frac", *SELECTION_FIGURE_GROUPS)
 
     def __init__(self, params: CLCSParams, make_net, num_classes, spatial_dims):

@@ -169,6 +169,7 @@ class CoTeaching(Method):
     name = "coteaching"
     figure_groups = ("kept", *SELECTION_FIGURE_GROUPS)
     Params = CoTeachingParams
+    relative_cost = 2.2
 
     def __init__(self, params: CoTeachingParams, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)

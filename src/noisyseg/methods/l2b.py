@@ -75,6 +75,7 @@ class L2B(Method):
     name = "l2b"
     figure_groups = ("meta",)
     Params = L2BParams
+    relative_cost = 2.5
     needs_trusted = True
     supports_amp = False
     ddp_compatible = False  # the look-ahead's torch.autograd.grad (see engine/distributed.py)

@@ -220,6 +220,7 @@ class MetaDCSeg(Method):
     name = "metadcseg"
     figure_groups = ("meta",)
     Params = MetaDCSegParams
+    relative_cost = 2.6
     needs_trusted = True
     supports_amp = False
     ddp_compatible = False  # the look-ahead's torch.autograd.grad (see engine/distributed.py)

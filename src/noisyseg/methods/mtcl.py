@@ -308,6 +308,7 @@ class MTCL(Method):
     name = "mtcl"
     figure_groups = ("mtcl",)
     Params = MTCLParams
+    relative_cost = 1.9
 
     def __init__(self, params: MTCLParams, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)

@@ -94,6 +94,7 @@ class TriNet(Method):
     name = "trinet"
     figure_groups = ("kept", "agree", *SELECTION_FIGURE_GROUPS)
     Params = TriNetParams
+    relative_cost = 3.4
 
     def __init__(self, params: TriNetParams, make_net, num_classes, spatial_dims):
         super().__init__(params, make_net, num_classes, spatial_dims)
