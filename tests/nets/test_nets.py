@@ -31,4 +31,3 @@ def test_two_factory_calls_give_different_initialisation():
 def test_vnet_is_3d_only():
     with pytest.raises(ConfigError, match="3D"):
         net_factory(NetConfig(arch="vnet"), 2, 1, 2)()
-

@@ -139,6 +139,11 @@ class CoTeachingParams(StrictModel):
     inference: Literal["mean", "net1", "net2"] = "mean"
 
 
+def dice_pixels_for(dice_pixels: str | None, spatial_dims: int) -> str:
+    """The Dice term's pixels: the configured value, or by default 'all' in 2D, 'selected' in 3D."""
+    return dice_pixels or ("all" if spatial_dims == 2 else "selected")
+
+
 def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, selected: torch.Tensor,
                   use_dice: bool, target: torch.Tensor | None = None, dice_pixels: str = "selected",
                   valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,7 +181,7 @@ class CoTeaching(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.use_dice = params.dice
-        self.dice_pixels = params.dice_pixels or ("all" if spatial_dims == 2 else "selected")
+        self.dice_pixels = dice_pixels_for(params.dice_pixels, spatial_dims)
 
     def forget_rate(self, info: StepInfo) -> float:
         """R(t) for this step."""

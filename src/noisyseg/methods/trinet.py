@@ -29,7 +29,7 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .coteaching import CoTeaching, selected_loss, small_loss_mask
+from .coteaching import CoTeaching, dice_pixels_for, selected_loss, small_loss_mask
 from .losses import one_hot, pixel_ce
 from .registry import register
 
@@ -102,7 +102,7 @@ class TriNet(Method):
         self.net2 = make_net()  # the torch RNG advances between calls: three different initialisations
         self.net3 = make_net()
         self.use_dice = params.dice
-        self.dice_pixels = params.dice_pixels or ("all" if spatial_dims == 2 else "selected")
+        self.dice_pixels = dice_pixels_for(params.dice_pixels, spatial_dims)
 
     @property
     def nets(self) -> tuple:
