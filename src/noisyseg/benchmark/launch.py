@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -40,13 +41,53 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _pool_init(slots: Any) -> None:
-    """A pool process takes a slot: its GPU (CUDA_VISIBLE_DEVICES) or its share of the CPU cores."""
+_STOPPING: Any = None  # in a pool process: the launch's stop event
+_LAUNCHER = 0  # in a pool process: the launching process's pid
+
+
+def _pool_init(slots: Any, stopping: Any, launcher: int) -> None:
+    """A pool process takes a slot: its GPU (CUDA_VISIBLE_DEVICES) or its share of the CPU cores.
+    Between jobs it ignores SIGINT / SIGTERM (the launcher stops it; training installs its own
+    handlers, engine/stopping.py)."""
+    global _STOPPING, _LAUNCHER
+    _STOPPING, _LAUNCHER = stopping, launcher
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     kind, value = slots.get()
     if kind == "gpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = str(value)
     elif value:
         os.sched_setaffinity(0, value)
+
+
+def _pool_job(fn: Callable[[Any], dict], job: Any) -> dict:
+    """`fn(job)` in a pool process, refused once the launch is stopping (a signal stopped one of
+    its runs, or the launcher was asked to stop) or the launcher is gone (jobs it had already
+    handed to the pool would otherwise go on without it)."""
+    if _STOPPING.is_set() or os.getppid() != _LAUNCHER:
+        raise BenchmarkInterrupted("not started: the benchmark was stopped; run the same command again to resume")
+    try:
+        return fn(job)
+    except BenchmarkInterrupted:
+        _STOPPING.set()
+        raise
+
+
+@contextlib.contextmanager
+def _sigterm_as_keyboard_interrupt() -> Iterator[None]:
+    """While entered (main thread only), SIGTERM stops the launcher as Ctrl-C does."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _slots(workers: int, gpus: int) -> list[tuple[str, Any]]:
@@ -105,10 +146,12 @@ def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str
     queue = ctx.Queue()
     for s in _slots(workers, gpus):
         queue.put(s)
+    stopping = ctx.Event()
     results: dict[int, dict] = {}
     failures = _Failures()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init, initargs=(queue,)) as pool:
-        futures = {pool.submit(fn, jobs[i]): i for i in (range(len(jobs)) if order is None else order)}
+    with _sigterm_as_keyboard_interrupt(), ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_pool_init, initargs=(queue, stopping, os.getpid())) as pool:
+        futures = {pool.submit(_pool_job, fn, jobs[i]): i for i in (range(len(jobs)) if order is None else order)}
         try:
             for fut in tqdm(as_completed(futures), total=len(futures), desc=f"benchmark runs ({workers} at once)",
                             disable=not progress):
@@ -117,7 +160,10 @@ def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str
                     results[i] = fut.result()
                 except Exception as exc:  # noqa: BLE001 - raised once all jobs are done
                     failures.add(names[i], exc, isinstance(exc, BenchmarkInterrupted))
-        except KeyboardInterrupt:  # the jobs got the signal too: they checkpoint and stop
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: running trainings checkpoint and stop, no job starts
+            stopping.set()
+            for child in mp.active_children():
+                os.kill(child.pid, signal.SIGTERM)
             pool.shutdown(wait=True, cancel_futures=True)
             raise BenchmarkInterrupted("interrupted; run the same command again to resume") from None
     failures.raise_any()
