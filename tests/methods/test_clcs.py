@@ -196,7 +196,7 @@ def test_registered_and_params_validated():
         validate_method(MethodConfig(name="clcs", params={"inference": "max"}))
     with pytest.raises(ConfigError, match="unknown option"):
         validate_method(MethodConfig(name="clcs", params={"lamda_dis": 1.0}))
-    assert (make_method(dims=2).dice_pixels, make_method(dims=3).dice_pixels) == ("all", "clean")
+    assert (make_method(dims=2).dice_pixels, make_method(dims=3).dice_pixels) == ("all", "all")
     assert make_method({"dice_pixels": "none"}, dims=3).use_dice is False
     defaults = make_method().params
     assert (defaults.status, defaults.lambda_nbl) == ("predicted", 0.1)

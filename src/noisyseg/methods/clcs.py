@@ -4,7 +4,7 @@ Two networks (same architecture, different initialisation) on the given labels �
 (docs/reference.md §1): probability voting p̄ = ½(p¹ + p²); per-class curriculum thresholds
 T(c) = τ·β(c)/(2 − β(c)), β(c) = σ(c)/max σ, σ the EMA learning status of each class
 (`learning_status`); clean pixels 1[p̄(ỹ) ≥ T(ỹ)] get CE, plus soft Dice (`dice_pixels`: over
-all annotated pixels against ỹ in 2D, over the clean pixels in 3D by default); the others the
+all annotated pixels against ỹ by default); the others the
 Noise Balance Loss w·[α·CE + β·RCE], w = sg(p̄(ỹ)); a discrepancy loss on the last decoder
 features keeps the branches apart. L = L_clean + λ_dis·L_dis + λ_nbl·L_NBL after a warm-up of
 CE + Dice on all pixels; inference averages both branches' softmax.
@@ -209,8 +209,8 @@ class CLCSParams(StrictModel):
         nbl_beta: β, weight of reverse CE inside the NBL.
         warmup_fraction: share of max_steps trained with plain CE + Dice on all pixels.
         dice_pixels: the soft Dice term of the clean loss: over 'all' annotated pixels against
-            the given labels, over the 'clean' pixels only, or 'none' (CE alone); None
-            (default) = 'all' in 2D, 'clean' in 3D. Measured:
+            the given labels (default, 2D and 3D), over the 'clean' pixels only, or 'none'
+            (CE alone). Measured:
             docs/measurements/clcs_defaults.md.
         inference: 'mean' of the two branches' softmax, or one branch alone.
     """
@@ -223,7 +223,7 @@ class CLCSParams(StrictModel):
     nbl_alpha: float = Field(0.5, ge=0.0)
     nbl_beta: float = Field(0.5, ge=0.0)
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    dice_pixels: Literal["all", "clean", "none"] | None = None
+    dice_pixels: Literal["all", "clean", "none"] = "all"
     inference: Literal["mean", "branch1", "branch2"] = "mean"
 
 
@@ -244,7 +244,7 @@ class CLCS(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.register_buffer("sigma", torch.zeros(num_classes, dtype=torch.float32))
-        self.dice_pixels = params.dice_pixels or ("clean" if spatial_dims == 3 else "all")
+        self.dice_pixels = params.dice_pixels
 
     # ------------------------------------------------------------------ helpers
 
