@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -388,3 +389,21 @@ def test_slurm_launch_submits_one_array_with_the_resources_asked(tmp_path, mni_s
     assert seen["slurm_partition"] == "gpu" and seen["timeout_min"] == 30  # the command line wins
     assert seen["slurm_array_parallelism"] == 4 and seen["slurm_account"] == "lab" and seen["gpus_per_node"] == 1
     assert (tmp_path / "out" / "runs" / "1" / "supervised" / "seed0" / "result.json").is_file()
+
+
+def test_a_run_trained_under_other_defaults_is_refused(tiny_bench, tmp_path):
+    """The config's method_params are the same, but a default changed since the run was trained."""
+    cfg, shared_out, _ = tiny_bench
+    out = tmp_path / "out"
+    shutil.copytree(shared_out, out)
+    done = out / "runs" / "1" / "clcs" / "seed0" / "result.json"
+    record = json.loads(done.read_text())
+    assert record["method_resolved_params"]["dice_pixels"] == "all"  # today's default, written by the run
+    older = {**record, "method_resolved_params": {**record["method_resolved_params"], "dice_pixels": "clean"}}
+    done.write_text(json.dumps(older))
+    with pytest.raises(ConfigError, match="dice_pixels: 'clean' then, 'all' now"):
+        run_benchmark(cfg, out, progress=False)
+    legacy = {k: v for k, v in record.items() if k != "method_resolved_params"}  # written before the check
+    done.write_text(json.dumps(legacy))
+    result = run_benchmark(cfg, out, progress=False)
+    assert {r["method"] for r in result.rows} >= {"clcs"}

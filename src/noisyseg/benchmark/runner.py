@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
-from ..config import RunConfig
+from ..config import MethodConfig, RunConfig
 from ..data.case import Case, Dataset, resolve_trusted_ids
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
@@ -195,6 +195,25 @@ def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention:
     return rows
 
 
+def resolved_method_params(method: str, params: dict) -> dict:
+    """Every parameter of `method` as `params` and today's defaults make it (JSON types)."""
+    from ..methods.registry import validate_method
+
+    return validate_method(MethodConfig(name=method, params=params))[1].model_dump(mode="json")
+
+
+def _check_resolved(run_dir: Path, method: str, record: dict, resolved: dict) -> None:
+    """Refuse a finished run whose method was trained with other parameters than today's defaults
+    give for the same config (a default changed since); older records lack them."""
+    trained = record.get("method_resolved_params")
+    if trained is None or trained == resolved:
+        return
+    changed = ", ".join(f"{k}: {trained.get(k)!r} then, {resolved.get(k)!r} now"
+                        for k in sorted(set(trained) | set(resolved)) if trained.get(k) != resolved.get(k))
+    raise ConfigError(f"{run_dir}: {method} was trained with other defaults ({changed}); remove that run folder "
+                      "to retrain it, or choose another --out")
+
+
 def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, out: Path, trusted_file: Path,
             test_cases: list[Case], ds: Dataset, max_steps: int | None, progress: bool) -> dict:
     """Train (or resume, or skip) one run and evaluate it; returns its result record."""
@@ -209,6 +228,7 @@ def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, ou
         if "method_params" in record and record["method_params"] != params:  # (older records lack it)
             raise ConfigError(f"{run_dir}: trained with method parameters {record.get('method_params')}, the config "
                               f"now says {params}; remove that run folder to retrain it, or choose another --out")
+        _check_resolved(run_dir, method, record, resolved_method_params(method, params))
         return {**record, "reused": True}  # finished by an earlier invocation (not written back)
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     if run_dir.exists() and not resume:
@@ -222,6 +242,7 @@ def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, ou
     train_s = time.perf_counter() - t0
     rows = evaluate_run(run_dir, test_cases, ds, spec.convention)
     record = {"level": key.level, "method": key.method, "seed": key.seed, "method_params": params,
+              "method_resolved_params": resolved_method_params(method, params),
               "train_seconds": train_s, "resumed": resume, "rows": rows}
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
