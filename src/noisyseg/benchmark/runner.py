@@ -197,7 +197,7 @@ def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention:
 
 def resolved_method_params(method: str, params: dict) -> dict:
     """Every parameter of `method` as `params` and today's defaults make it (JSON types)."""
-    from ..methods.registry import validate_method
+    from ..methods import validate_method
 
     return validate_method(MethodConfig(name=method, params=params))[1].model_dump(mode="json")
 

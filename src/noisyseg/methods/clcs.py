@@ -244,9 +244,13 @@ class CLCS(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.register_buffer("sigma", torch.zeros(num_classes, dtype=torch.float32))
-        self.dice_pixels = params.dice_pixels
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def dice_pixels(self) -> str:
+        """The pixels of the clean loss's soft Dice term (`CLCSParams.dice_pixels`)."""
+        return self.params.dice_pixels
 
     @property
     def use_dice(self) -> bool:
