@@ -160,7 +160,7 @@ def test_each_network_learns_only_from_its_partners_small_loss_pixels(rank):
 
 
 def test_changing_labels_outside_the_partners_selection_leaves_net1_gradient_unchanged():
-    m = make_method({"rank": "global", "dice_pixels": "selected"})  # 'all' (2D default) sees every label
+    m = make_method({"rank": "global", "dice_pixels": "selected"})  # 'all' (the default) sees every label
     batch = small_batch(seed=2)
     info = StepInfo(step=50, max_steps=100)
     x, y = batch["image"], batch["label"]
@@ -228,16 +228,20 @@ def test_3d_step_with_dice_equals_manual_and_backward_works():
         ce1, ce2 = pixel_ce(l1, y), pixel_ce(l2, y)
         sel1, sel2 = small_loss_mask(ce1, 0.8, groups=y), small_loss_mask(ce2, 0.8, groups=y)  # rank: class
         t = one_hot(y, K)
-        ref = (ce1[sel2].mean() + soft_dice_loss(torch.softmax(l1, 1), t, sel2.float())
-               + ce2[sel1].mean() + soft_dice_loss(torch.softmax(l2, 1), t, sel1.float()))
-        torch.testing.assert_close(selected_loss(l1, ce1, y, sel2, True) + selected_loss(l2, ce2, y, sel1, True), ref)
+        ref = (ce1[sel2].mean() + soft_dice_loss(torch.softmax(l1, 1), t)  # Dice over every pixel
+               + ce2[sel1].mean() + soft_dice_loss(torch.softmax(l2, 1), t))
+        ref_selected = (ce1[sel2].mean() + soft_dice_loss(torch.softmax(l1, 1), t, sel2.float())
+                        + ce2[sel1].mean() + soft_dice_loss(torch.softmax(l2, 1), t, sel1.float()))
+        torch.testing.assert_close(selected_loss(l1, ce1, y, sel2, True, dice_pixels="selected")
+                                   + selected_loss(l2, ce2, y, sel1, True, dice_pixels="selected"), ref_selected)
     assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert abs(ref.item() - ref_selected.item()) > 1e-4
 
 
 @pytest.mark.parametrize("name", ["coteaching", "trinet"])
-def test_dice_pixels_default_is_all_in_2d_and_selected_in_3d(name):
+def test_dice_pixels_default_is_all_in_2d_and_3d(name):
     assert tiny_method(name, None, dims=2, k=K).dice_pixels == "all"
-    assert tiny_method(name, None, dims=3, k=K).dice_pixels == "selected"
+    assert tiny_method(name, None, dims=3, k=K).dice_pixels == "all"
     assert tiny_method(name, {"dice_pixels": "selected"}, dims=2, k=K).dice_pixels == "selected"
 
 

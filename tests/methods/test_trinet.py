@@ -166,8 +166,10 @@ def test_selection_logs_match_a_manual_count():
     assert out.logs["selection/base_rate"] == pytest.approx(correct.float().mean().item())
 
 
-def test_3d_step_with_dice_equals_manual():
-    m = make_method({"warmup_fraction": 0.0}, dims=3)  # Dice on by default
+@pytest.mark.parametrize("dice_pixels", [None, "selected"])
+def test_3d_step_with_dice_equals_manual(dice_pixels):
+    """Dice on by default, over every pixel (`dice_pixels: all`) or over S_i ('selected')."""
+    m = make_method({"warmup_fraction": 0.0, **({"dice_pixels": dice_pixels} if dice_pixels else {})}, dims=3)
     assert m.use_dice
     batch = small_batch(dims=3, size=8)
     x, y = batch["image"], batch["label"]
@@ -179,7 +181,8 @@ def test_3d_step_with_dice_equals_manual():
         sels = m.select(ces, preds, y, 0.2)
         t = one_hot(y, K)
         ref = sum(weighted_mean(ces[i], sels[i].float())
-                  + soft_dice_loss(torch.softmax(logits[i], 1), t, sels[i].float()) for i in range(3))
+                  + soft_dice_loss(torch.softmax(logits[i], 1), t, sels[i].float() if dice_pixels else None)
+                  for i in range(3))
     assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
 
 

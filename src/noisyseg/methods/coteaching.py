@@ -2,8 +2,8 @@
 
 Two networks (different initialisation). Each ranks the batch's pixels by its own
 cross-entropy ℓⁿ_i = −log pⁿ_i(ỹ_i) and keeps the share 1 − R(t) with the smallest loss (Sⁿ);
-each network trains on its partner's set: L = mean_{S²} ℓ¹ + mean_{S¹} ℓ² (+ soft Dice on the
-same sets, on by default). R(t) = forget_rate·min(t / (gradual_fraction·T), 1). `rank: class`
+each network trains on its partner's set: L = mean_{S²} ℓ¹ + mean_{S¹} ℓ² (+ soft Dice, on by
+default, over every annotated pixel against ỹ; `dice_pixels: selected` restricts it to the same sets). R(t) = forget_rate·min(t / (gradual_fraction·T), 1). `rank: class`
 (default) ranks within each given class, `rank: global` over the whole batch (the paper's).
 Inference averages the two networks' softmax.
 
@@ -125,9 +125,9 @@ class CoTeachingParams(StrictModel):
         rank: 'global' ranks all pixels of the batch together; 'class' ranks pixels within
             each given class (keeps 1 − R of every class).
         dice: add a soft Dice term (2D and 3D; off: CE alone).
-        dice_pixels: [choice] the pixels of that Dice term: 'selected' (the ones the CE learns
-            from) or 'all' annotated pixels against the given labels (as CLCS); None: 'all' in
-            2D, 'selected' in 3D (measured in 2D only, docs/methods/coteaching.md).
+        dice_pixels: [choice] the pixels of that Dice term: 'all' annotated pixels against the
+            given labels (default, 2D and 3D, as CLCS) or 'selected' (the ones the CE learns
+            from). Measured: docs/methods/coteaching.md.
         inference: 'mean' of the two networks' softmax, or one network alone.
     """
 
@@ -135,17 +135,12 @@ class CoTeachingParams(StrictModel):
     gradual_fraction: float = Field(0.1, ge=0.0, le=1.0)
     rank: Literal["global", "class"] = "class"
     dice: bool = True
-    dice_pixels: Literal["selected", "all"] | None = None
+    dice_pixels: Literal["selected", "all"] = "all"
     inference: Literal["mean", "net1", "net2"] = "mean"
 
 
-def dice_pixels_for(dice_pixels: str | None, spatial_dims: int) -> str:
-    """The Dice term's pixels: the configured value, or by default 'all' in 2D, 'selected' in 3D."""
-    return dice_pixels or ("all" if spatial_dims == 2 else "selected")
-
-
 def selected_loss(logits: torch.Tensor, ce: torch.Tensor, label: torch.Tensor, selected: torch.Tensor,
-                  use_dice: bool, target: torch.Tensor | None = None, dice_pixels: str = "selected",
+                  use_dice: bool, target: torch.Tensor | None = None, dice_pixels: str = "all",
                   valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean CE over the selected pixels (+ soft Dice over them, or over every annotated pixel).
 
@@ -181,7 +176,11 @@ class CoTeaching(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
         self.use_dice = params.dice
-        self.dice_pixels = dice_pixels_for(params.dice_pixels, spatial_dims)
+
+    @property
+    def dice_pixels(self) -> str:
+        """The Dice term's pixels, 'all' or 'selected' (`params.dice_pixels`)."""
+        return self.params.dice_pixels
 
     def forget_rate(self, info: StepInfo) -> float:
         """R(t) for this step."""

@@ -2,9 +2,9 @@
 
 Three networks (different initialisation); two agree to teach the third. For network i with
 peers j, k: the agreed pixels A_i = {ŷʲ = ŷᵏ}; within A_i the share 1 − R(t) with the smallest
-mean teacher loss ½(ℓʲ + ℓᵏ) is kept (S_i); L = Σ_i mean_{S_i} ℓⁱ (+ soft Dice on S_i, on by
-default). R(t) is Co-teaching's ramp; during the warm-up (`warmup_fraction`) the agreement test
-is off. `rank: class` (default) or `global`, as in `coteaching`. Inference averages the three
+mean teacher loss ½(ℓʲ + ℓᵏ) is kept (S_i); L = Σ_i mean_{S_i} ℓⁱ (+ soft Dice, on by default,
+over every annotated pixel against ỹ; `dice_pixels: selected` restricts it to S_i). R(t) is
+Co-teaching's ramp; during the warm-up (`warmup_fraction`) the agreement test is off. `rank: class` (default) or `global`, as in `coteaching`. Inference averages the three
 networks' softmax.
 
 Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `TriNetParams`.
@@ -29,7 +29,7 @@ from .base import (
     mean_softmax,
     selection_log_values,
 )
-from .coteaching import CoTeaching, dice_pixels_for, selected_loss, small_loss_mask
+from .coteaching import CoTeaching, selected_loss, small_loss_mask
 from .losses import one_hot, pixel_ce
 from .registry import register
 
@@ -73,8 +73,8 @@ class TriNetParams(StrictModel):
             network learns from its teachers' small-loss pixels among all pixels).
         rank: 'global' ranks all agreed pixels together; 'class' ranks them within each given class.
         dice: add a soft Dice term (2D and 3D; off: CE alone).
-        dice_pixels: [choice] the pixels of that Dice term: 'selected' or 'all' annotated
-            pixels against the given labels; None: 'all' in 2D, 'selected' in 3D (as `coteaching`).
+        dice_pixels: [choice] the pixels of that Dice term: 'all' annotated pixels against the
+            given labels (default, 2D and 3D) or 'selected' (as `coteaching`).
         inference: 'mean' of the three networks' softmax, or one network alone.
     """
 
@@ -83,7 +83,7 @@ class TriNetParams(StrictModel):
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     rank: Literal["global", "class"] = "class"
     dice: bool = True
-    dice_pixels: Literal["selected", "all"] | None = None
+    dice_pixels: Literal["selected", "all"] = "all"
     inference: Literal["mean", "net1", "net2", "net3"] = "mean"
 
 
@@ -102,13 +102,13 @@ class TriNet(Method):
         self.net2 = make_net()  # the torch RNG advances between calls: three different initialisations
         self.net3 = make_net()
         self.use_dice = params.dice
-        self.dice_pixels = dice_pixels_for(params.dice_pixels, spatial_dims)
 
     @property
     def nets(self) -> tuple:
         return (self.net1, self.net2, self.net3)
 
     forget_rate = CoTeaching.forget_rate  # R(t) for this step, the same schedule
+    dice_pixels = CoTeaching.dice_pixels
 
     def warmup_steps(self, max_steps: int) -> int:
         return round(self.params.warmup_fraction * max_steps)
