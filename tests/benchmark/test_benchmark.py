@@ -255,7 +255,7 @@ def test_shipped_3d_configs_run_on_files_in_their_real_format(name, tmp_path):
     assert {r["target"] for r in rows} >= targets
     assert len({r["case"] for r in rows}) == n_test
     assert spec.convention == "medpy" and "paper" in (tmp_path / "out" / "summary.md").read_text()
-    report = list(csv.DictReader((tmp_path / "out" / "data" / f"noisy_{'all' if sfda else '0.5'}"
+    report = list(csv.DictReader((tmp_path / "out" / "data" / f"noisy_{level_key(spec.noise.levels[0])}"
                                   / "noise_report.csv").open()))
     assert sum(int(r["corrupted"]) for r in report) >= 1
     if sfda:
