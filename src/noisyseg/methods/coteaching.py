@@ -3,9 +3,10 @@
 Two networks (different initialisation). Each ranks the batch's pixels by its own
 cross-entropy ℓⁿ_i = −log pⁿ_i(ỹ_i) and keeps the share 1 − R(t) with the smallest loss (Sⁿ);
 each network trains on its partner's set: L = mean_{S²} ℓ¹ + mean_{S¹} ℓ² (+ soft Dice, on by
-default, over every annotated pixel against ỹ; `dice_pixels: selected` restricts it to the same sets). R(t) = forget_rate·min(t / (gradual_fraction·T), 1). `rank: class`
-(default) ranks within each given class, `rank: global` over the whole batch (the paper's).
-Inference averages the two networks' softmax.
+default, over every annotated pixel against ỹ; `dice_pixels: selected` restricts it to the same
+sets). R(t) = forget_rate·min(t / (gradual_fraction·T), 1). `rank: class` (default) ranks
+within each given class, `rank: global` over the whole batch (the paper's). Inference averages
+the two networks' softmax.
 
 Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters:
 `CoTeachingParams` (forget_rate 0.2, gradual_fraction 0.1).

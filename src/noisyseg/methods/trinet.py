@@ -4,8 +4,9 @@ Three networks (different initialisation); two agree to teach the third. For net
 peers j, k: the agreed pixels A_i = {ŷʲ = ŷᵏ}; within A_i the share 1 − R(t) with the smallest
 mean teacher loss ½(ℓʲ + ℓᵏ) is kept (S_i); L = Σ_i mean_{S_i} ℓⁱ (+ soft Dice, on by default,
 over every annotated pixel against ỹ; `dice_pixels: selected` restricts it to S_i). R(t) is
-Co-teaching's ramp; during the warm-up (`warmup_fraction`) the agreement test is off. `rank: class` (default) or `global`, as in `coteaching`. Inference averages the three
-networks' softmax.
+Co-teaching's ramp; during the warm-up (`warmup_fraction`) the agreement test is off.
+`rank: class` (default) or `global`, as in `coteaching`. Inference averages the three networks'
+softmax.
 
 Batch: image (N, C, *S), label (N, *S) [, clean_label, valid]. Parameters: `TriNetParams`.
 Logs: ``forget_rate``, ``agree/net{i}``, ``kept/net{i}``, ``loss/net{i}``; with
