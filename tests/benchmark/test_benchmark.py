@@ -352,6 +352,35 @@ def test_two_launches_on_one_folder_train_each_run_once(tmp_path, mni_small):
     assert results[0][0].split("results.csv")[0] == results[1][0].split("results.csv")[0]  # the same table
 
 
+def test_a_one_worker_launch_trains_the_other_runs_while_another_launch_holds_one(tmp_path, mni_small):
+    """Seed 0 locked by another launch: this launch trains seed 1 meanwhile, then waits for seed 0."""
+    import threading
+    import time
+
+    from noisyseg.benchmark.launch import file_lock
+
+    cfg = write_config(tmp_path / "l.yaml", mni_small, methods=["supervised"], seeds=[0, 1], clean_ceiling=False)
+    out = tmp_path / "out"
+    runs = out / "runs" / "1" / "supervised"
+    held, seed1_done_while_held = threading.Event(), []
+
+    def other_launch() -> None:
+        with file_lock(runs / "seed0.lock"):
+            held.set()
+            deadline = time.monotonic() + 90
+            while not (runs / "seed1" / "result.json").is_file() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            seed1_done_while_held.append((runs / "seed1" / "result.json").is_file())
+
+    other = threading.Thread(target=other_launch)
+    other.start()
+    assert held.wait(30)
+    result = run_benchmark(cfg, out, progress=False)
+    other.join()
+    assert seed1_done_while_held == [True]  # before: the launch waited on seed 0 and seed 1 never started
+    assert {r["seed"] for r in _rows(out)} == {"0", "1"} and len(result.rows) == len(_rows(out))
+
+
 def test_slurm_launch_submits_one_array_with_the_resources_asked(tmp_path, mni_small, monkeypatch):
     """SLURM itself is absent here: a stand-in for submitit's AutoExecutor records what the
     benchmark asks for and runs the jobs in this process."""

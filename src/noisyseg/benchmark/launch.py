@@ -28,13 +28,21 @@ class BenchmarkInterrupted(Exception):
     benchmark resumes it (the run is not evaluated or recorded as finished)."""
 
 
+class LockBusy(Exception):
+    """`file_lock(..., wait=False)` found the lock held by another process."""
+
+
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
     """An exclusive `flock` on `path` (created if missing), held for the block; waits while
-    another process holds it. (On a shared filesystem the filesystem must support flock.)"""
+    another process holds it, or raises `LockBusy` at once with `wait=False`. (On a shared
+    filesystem the filesystem must support flock.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise LockBusy(f"{path}: held by another process") from e
         try:
             yield
         finally:

@@ -15,7 +15,7 @@ an interrupted start and is cleared. Noisy datasets are reused once complete (th
 written atomically). The results folder is the single source of truth for every launcher
 (launch.py): each run is trained under an flock on `OUT/runs/<level>/<method>/seed<k>.lock`
 and the preparation and summary under `OUT/.benchmark.lock`, so two launches on one folder
-never train a run twice.
+never train a run twice; a one-worker launch takes up the runs another launch holds last.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..config import MethodConfig, RunConfig
 from ..data.case import Case, Dataset, resolve_trusted_ids
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_path, label_file_name, write_label
-from .launch import BenchmarkInterrupted, file_lock, local_gpus, run_pool, run_submitit
+from .launch import BenchmarkInterrupted, LockBusy, file_lock, local_gpus, run_pool, run_submitit
 from .runkey import RunKey
 from .spec import CLEAN_CEILING, DEMO_PREFIX, BenchmarkSpec, level_key, load_benchmark
 
@@ -286,9 +286,10 @@ class Job:
     threads: int | None = None  # torch threads of the run (None: this process's setting)
 
 
-def run_job(job: Job, test_cases: list[Case] | None = None) -> dict:
+def run_job(job: Job, test_cases: list[Case] | None = None, wait: bool = True) -> dict:
     """One run under the lock of its folder (`<run>.lock` beside it): skipped when finished,
-    resumed from its checkpoint, or trained; then evaluated. Returns its result record."""
+    resumed from its checkpoint, or trained; then evaluated. Returns its result record.
+    With `wait=False` a run that another launch holds raises `LockBusy` instead of waiting."""
     import torch
 
     from ..data import open_dataset
@@ -298,7 +299,7 @@ def run_job(job: Job, test_cases: list[Case] | None = None) -> dict:
     try:
         if job.threads:
             torch.set_num_threads(job.threads)
-        with file_lock(run_dir.parent / f"{run_dir.name}.lock"):
+        with file_lock(run_dir.parent / f"{run_dir.name}.lock", wait):
             ds = open_dataset(job.clean_dir)
             if test_cases is None and not (run_dir / "result.json").is_file():
                 test_cases = [r.load() for r in test_refs(job.spec, ds)]
@@ -306,6 +307,23 @@ def run_job(job: Job, test_cases: list[Case] | None = None) -> dict:
                            ds, job.max_steps, job.progress)
     finally:
         torch.set_num_threads(before)
+
+
+def run_sequential(jobs: list[Job], test_cases: list[Case], progress: bool) -> list[dict]:
+    """The jobs one after another in this process. A run that another launch on the same folder
+    is training is taken up after the others (its lock then waited for), so that a second
+    launch shares the work instead of waiting behind the first. Records in the jobs' order."""
+    records: dict[int, dict] = {}
+    busy: list[int] = []
+    for i, job in enumerate(tqdm(jobs, desc="benchmark runs", disable=not progress)):
+        job.progress = progress
+        try:
+            records[i] = run_job(job, test_cases, wait=False)
+        except LockBusy:
+            busy.append(i)
+    for i in busy:
+        records[i] = run_job(jobs[i], test_cases)
+    return [records[i] for i in range(len(jobs))]
 
 
 # --------------------------------------------------------------------------- entry point
@@ -406,10 +424,7 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
         gpus = local_gpus(cfg.train.device)
         n = workers or max(1, gpus)
         if n == 1:
-            records = []
-            for job in tqdm(jobs, desc="benchmark runs", disable=not progress):
-                job.progress = progress
-                records.append(run_job(job, test_cases))
+            records = run_sequential(jobs, test_cases, progress)
         else:
             for job in jobs:
                 job.threads = job.threads or max(1, available_cores() // n)
