@@ -176,7 +176,11 @@ class CoTeaching(Method):
         super().__init__(params, make_net, num_classes, spatial_dims)
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG has advanced: a different initialisation
-        self.use_dice = params.dice
+
+    @property
+    def use_dice(self) -> bool:
+        """Whether the loss has a soft Dice term (`params.dice`)."""
+        return self.params.dice
 
     @property
     def dice_pixels(self) -> str:

@@ -102,13 +102,13 @@ class TriNet(Method):
         self.net1 = make_net()
         self.net2 = make_net()  # the torch RNG advances between calls: three different initialisations
         self.net3 = make_net()
-        self.use_dice = params.dice
 
     @property
     def nets(self) -> tuple:
         return (self.net1, self.net2, self.net3)
 
     forget_rate = CoTeaching.forget_rate  # R(t) for this step, the same schedule
+    use_dice = CoTeaching.use_dice
     dice_pixels = CoTeaching.dice_pixels
 
     def warmup_steps(self, max_steps: int) -> int:
