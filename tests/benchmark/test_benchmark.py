@@ -381,6 +381,39 @@ def test_a_one_worker_launch_trains_the_other_runs_while_another_launch_holds_on
     assert {r["seed"] for r in _rows(out)} == {"0", "1"} and len(result.rows) == len(_rows(out))
 
 
+def test_a_pool_launch_gives_the_workers_free_runs_while_another_launch_holds_one(tmp_path, mni_small):
+    """Two workers, seeds 0-2, seed 0 locked by another launch: both workers train (seed 2 starts
+    before seed 1 ends) instead of one of them waiting on seed 0; seed 0 is trained last."""
+    import threading
+    import time
+
+    from noisyseg.benchmark.launch import file_lock
+
+    cfg = write_config(tmp_path / "p.yaml", mni_small, methods=["supervised"], seeds=[0, 1, 2], clean_ceiling=False)
+    out = tmp_path / "out"
+    runs = out / "runs" / "1" / "supervised"
+    held, seen = threading.Event(), {}
+
+    def other_launch() -> None:
+        with file_lock(runs / "seed0.lock"):
+            held.set()
+            deadline = time.monotonic() + 180
+            while not (runs / "seed2" / "result.json").is_file() and time.monotonic() < deadline:
+                if (runs / "seed2").is_dir() and "seed2_started_before_seed1_done" not in seen:
+                    seen["seed2_started_before_seed1_done"] = not (runs / "seed1" / "result.json").is_file()
+                time.sleep(0.05)
+            seen["seed0_free_while_held"] = not (runs / "seed0" / "result.json").is_file()
+
+    other = threading.Thread(target=other_launch)
+    other.start()
+    assert held.wait(30)
+    result = run_benchmark(cfg, out, progress=False, workers=2, threads=1)
+    other.join()
+    # before: one worker waited on seed 0, so seed 2 started only once seed 1 was done
+    assert seen == {"seed2_started_before_seed1_done": True, "seed0_free_while_held": True}
+    assert {r["seed"] for r in _rows(out)} == {"0", "1", "2"} and len(result.rows) == len(_rows(out))
+
+
 def test_slurm_launch_submits_one_array_with_the_resources_asked(tmp_path, mni_small, monkeypatch):
     """SLURM itself is absent here: a stand-in for submitit's AutoExecutor records what the
     benchmark asks for and runs the jobs in this process."""

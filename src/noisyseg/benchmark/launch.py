@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +146,13 @@ class _Failures:
 
 
 def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str], workers: int, gpus: int,
-             progress: bool, order: Sequence[int] | None = None) -> list[dict]:
+             progress: bool, order: Sequence[int] | None = None,
+             busy_fn: Callable[[Any], dict] | None = None) -> list[dict]:
     """`fn(job)` for every job in `workers` local processes (one GPU each when `gpus`, else an
     equal share of the CPU cores each), started in `order` (indices into `jobs`; default: job
-    order); results in job order."""
+    order); results in job order. With `busy_fn`, a job whose `fn` raises `LockBusy` (its run
+    is held by another launch) goes to the end of the queue as `busy_fn(job)` (which waits), so
+    the workers take the free jobs first."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     for s in _slots(workers, gpus):
@@ -158,16 +161,25 @@ def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str
     results: dict[int, dict] = {}
     failures = _Failures()
     with _sigterm_as_keyboard_interrupt(), ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_pool_init, initargs=(queue, stopping, os.getpid())) as pool:
-        futures = {pool.submit(_pool_job, fn, jobs[i]): i for i in (range(len(jobs)) if order is None else order)}
+            workers, mp_context=ctx, initializer=_pool_init, initargs=(queue, stopping, os.getpid())) as pool, \
+            tqdm(total=len(jobs), desc=f"benchmark runs ({workers} at once)", disable=not progress) as bar:
+        pending = {pool.submit(_pool_job, fn, jobs[i]): i for i in (range(len(jobs)) if order is None else order)}
         try:
-            for fut in tqdm(as_completed(futures), total=len(futures), desc=f"benchmark runs ({workers} at once)",
-                            disable=not progress):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except Exception as exc:  # noqa: BLE001 - raised once all jobs are done
-                    failures.add(names[i], exc, isinstance(exc, BenchmarkInterrupted))
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    try:
+                        results[i] = fut.result()
+                    except LockBusy as exc:
+                        if busy_fn is None:
+                            failures.add(names[i], exc, False)
+                        else:
+                            pending[pool.submit(_pool_job, busy_fn, jobs[i])] = i
+                            continue
+                    except Exception as exc:  # noqa: BLE001 - raised once all jobs are done
+                        failures.add(names[i], exc, isinstance(exc, BenchmarkInterrupted))
+                    bar.update()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: running trainings checkpoint and stop, no job starts
             stopping.set()
             for child in mp.active_children():

@@ -20,6 +20,7 @@ never train a run twice; a one-worker launch takes up the runs another launch ho
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -312,7 +313,8 @@ def run_job(job: Job, test_cases: list[Case] | None = None, wait: bool = True) -
 def run_sequential(jobs: list[Job], test_cases: list[Case], progress: bool) -> list[dict]:
     """The jobs one after another in this process. A run that another launch on the same folder
     is training is taken up after the others (its lock then waited for), so that a second
-    launch shares the work instead of waiting behind the first. Records in the jobs' order."""
+    launch shares the work instead of waiting behind the first (the pool path does the same,
+    `run_pool(busy_fn=...)`). Records in the jobs' order."""
     records: dict[int, dict] = {}
     busy: list[int] = []
     for i, job in enumerate(tqdm(jobs, desc="benchmark runs", disable=not progress)):
@@ -428,7 +430,8 @@ def run_benchmark(config: Path | str, out: Path | str, *, data: str | None = Non
         else:
             for job in jobs:
                 job.threads = job.threads or max(1, available_cores() // n)
-            records = run_pool(run_job, jobs, names, n, gpus, progress, order=longest_first([j.key for j in jobs]))
+            records = run_pool(functools.partial(run_job, wait=False), jobs, names, n, gpus, progress,
+                               order=longest_first([j.key for j in jobs]), busy_fn=run_job)
     else:
         cluster = "slurm" if launcher == "slurm" else "local"
         cores = spec.slurm.cpus_per_job if cluster == "slurm" else min(spec.slurm.cpus_per_job, available_cores())
