@@ -15,7 +15,8 @@ an interrupted start and is cleared. Noisy datasets are reused once complete (th
 written atomically). The results folder is the single source of truth for every launcher
 (launch.py): each run is trained under an flock on `OUT/runs/<level>/<method>/seed<k>.lock`
 and the preparation and summary under `OUT/.benchmark.lock`, so two launches on one folder
-never train a run twice; a one-worker launch takes up the runs another launch holds last.
+never train a run twice; a local launch (one worker or a pool) takes up the runs another launch
+holds last.
 """
 
 from __future__ import annotations
