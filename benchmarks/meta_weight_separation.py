@@ -33,6 +33,8 @@ from noisyseg.audit import auroc
 from noisyseg.config import RunConfig
 from noisyseg.data.loader import step_batches, to_device
 from noisyseg.engine.logger import TextLog
+from noisyseg.engine.checkpoint import load_checkpoint
+from noisyseg.errors import DataError
 from noisyseg.engine.prepare import prepare_run
 from noisyseg.runinfo import package_versions
 
@@ -56,7 +58,7 @@ def class_rows(raw: torch.Tensor, alpha: torch.Tensor, p_given: torch.Tensor, la
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", required=True, help="the benchmark's noisy copy (it keeps the clean labels)")
@@ -65,9 +67,14 @@ def main() -> None:
     ap.add_argument("--meta-batches", type=int, default=1)
     ap.add_argument("--params", default=None, help="method parameters (JSON) replacing the run's")
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
-    state = torch.load(args.checkpoint, weights_only=True)
+    try:
+        state = load_checkpoint(Path(args.checkpoint))
+    except DataError as exc:
+        raise SystemExit(str(exc)) from None
+    if "optimizer" not in state:
+        raise SystemExit(f"{args.checkpoint}: weights only (best.pt); give a run's last.pt, which this script resumes")
     if args.params is not None:
         state["config"]["method"]["params"] = json.loads(args.params)
     cfg = RunConfig.model_validate(state["config"])

@@ -35,3 +35,14 @@ def test_class_rows_by_hand():
     assert auroc(r["truth"], r["loss"]) == pytest.approx(1.0)
     assert auroc(r["truth"], r["meta"]) == pytest.approx(0.25)
     assert np.isnan(rows[0]["wrong_pos"])  # class 0 has no wrong labels
+
+
+def test_a_missing_or_weights_only_checkpoint_is_refused_in_one_line(tmp_path):
+    """best.pt holds the weights only (the script resumes the run, which needs last.pt)."""
+    mod = _module()
+    best = tmp_path / "best.pt"
+    torch.save({"method": {}, "step": 3}, best)
+    for path, words in ((best, "weights only"), (tmp_path / "none.pt", "not found")):
+        with pytest.raises(SystemExit) as exc:
+            mod.main(["--checkpoint", str(path), "--data", str(tmp_path), "--trusted", str(tmp_path / "t.txt")])
+        assert str(path) in str(exc.value) and words in str(exc.value) and "\n" not in str(exc.value)
