@@ -32,10 +32,10 @@ from noisyseg.api import open_data
 from noisyseg.audit import auroc
 from noisyseg.config import RunConfig
 from noisyseg.data.loader import step_batches, to_device
-from noisyseg.engine.logger import TextLog
 from noisyseg.engine.checkpoint import load_checkpoint
-from noisyseg.errors import DataError
+from noisyseg.engine.logger import TextLog
 from noisyseg.engine.prepare import prepare_run
+from noisyseg.errors import DataError
 from noisyseg.runinfo import package_versions
 
 
