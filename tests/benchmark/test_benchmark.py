@@ -8,6 +8,9 @@ import csv
 import json
 import math
 import shutil
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -352,29 +355,41 @@ def test_two_launches_on_one_folder_train_each_run_once(tmp_path, mni_small):
     assert results[0][0].split("results.csv")[0] == results[1][0].split("results.csv")[0]  # the same table
 
 
-def test_a_one_worker_launch_trains_the_other_runs_while_another_launch_holds_one(tmp_path, mni_small):
-    """Seed 0 locked by another launch: this launch trains seed 1 meanwhile, then waits for seed 0."""
-    import threading
-    import time
-
+def _other_launch_holding(lock: Path, until: Path, timeout: float, watch: Callable[[bool], None]) -> threading.Thread:
+    """A thread standing for another launch: it takes `lock` and holds it until `until` exists or
+    `timeout` seconds pass, calling `watch(False)` at each poll and `watch(True)` just before it
+    lets go. Returns the started thread once the lock is held."""
     from noisyseg.benchmark.launch import file_lock
 
+    held = threading.Event()
+
+    def hold() -> None:
+        with file_lock(lock):
+            held.set()
+            deadline = time.monotonic() + timeout
+            while not until.is_file() and time.monotonic() < deadline:
+                watch(False)
+                time.sleep(0.05)
+            watch(True)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(30)
+    return thread
+
+
+def test_a_one_worker_launch_trains_the_other_runs_while_another_launch_holds_one(tmp_path, mni_small):
+    """Seed 0 locked by another launch: this launch trains seed 1 meanwhile, then waits for seed 0."""
     cfg = write_config(tmp_path / "l.yaml", mni_small, methods=["supervised"], seeds=[0, 1], clean_ceiling=False)
     out = tmp_path / "out"
     runs = out / "runs" / "1" / "supervised"
-    held, seed1_done_while_held = threading.Event(), []
+    seed1_done_while_held = []
 
-    def other_launch() -> None:
-        with file_lock(runs / "seed0.lock"):
-            held.set()
-            deadline = time.monotonic() + 90
-            while not (runs / "seed1" / "result.json").is_file() and time.monotonic() < deadline:
-                time.sleep(0.1)
+    def watch(last: bool) -> None:
+        if last:
             seed1_done_while_held.append((runs / "seed1" / "result.json").is_file())
 
-    other = threading.Thread(target=other_launch)
-    other.start()
-    assert held.wait(30)
+    other = _other_launch_holding(runs / "seed0.lock", runs / "seed1" / "result.json", 90, watch)
     result = run_benchmark(cfg, out, progress=False)
     other.join()
     assert seed1_done_while_held == [True]  # before: the launch waited on seed 0 and seed 1 never started
@@ -384,29 +399,18 @@ def test_a_one_worker_launch_trains_the_other_runs_while_another_launch_holds_on
 def test_a_pool_launch_gives_the_workers_free_runs_while_another_launch_holds_one(tmp_path, mni_small):
     """Two workers, seeds 0-2, seed 0 locked by another launch: both workers train (seed 2 starts
     before seed 1 ends) instead of one of them waiting on seed 0; seed 0 is trained last."""
-    import threading
-    import time
-
-    from noisyseg.benchmark.launch import file_lock
-
     cfg = write_config(tmp_path / "p.yaml", mni_small, methods=["supervised"], seeds=[0, 1, 2], clean_ceiling=False)
     out = tmp_path / "out"
     runs = out / "runs" / "1" / "supervised"
-    held, seen = threading.Event(), {}
+    seen = {}
 
-    def other_launch() -> None:
-        with file_lock(runs / "seed0.lock"):
-            held.set()
-            deadline = time.monotonic() + 180
-            while not (runs / "seed2" / "result.json").is_file() and time.monotonic() < deadline:
-                if (runs / "seed2").is_dir() and "seed2_started_before_seed1_done" not in seen:
-                    seen["seed2_started_before_seed1_done"] = not (runs / "seed1" / "result.json").is_file()
-                time.sleep(0.05)
+    def watch(last: bool) -> None:
+        if last:
             seen["seed0_free_while_held"] = not (runs / "seed0" / "result.json").is_file()
+        elif (runs / "seed2").is_dir() and "seed2_started_before_seed1_done" not in seen:
+            seen["seed2_started_before_seed1_done"] = not (runs / "seed1" / "result.json").is_file()
 
-    other = threading.Thread(target=other_launch)
-    other.start()
-    assert held.wait(30)
+    other = _other_launch_holding(runs / "seed0.lock", runs / "seed2" / "result.json", 180, watch)
     result = run_benchmark(cfg, out, progress=False, workers=2, threads=1)
     other.join()
     # before: one worker waited on seed 0, so seed 2 started only once seed 1 was done

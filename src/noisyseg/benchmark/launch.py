@@ -171,13 +171,10 @@ def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str
                     i = pending.pop(fut)
                     try:
                         results[i] = fut.result()
-                    except LockBusy as exc:
-                        if busy_fn is None:
-                            failures.add(names[i], exc, False)
-                        else:
+                    except Exception as exc:  # noqa: BLE001 - raised once all jobs are done
+                        if busy_fn is not None and isinstance(exc, LockBusy):
                             pending[pool.submit(_pool_job, busy_fn, jobs[i])] = i
                             continue
-                    except Exception as exc:  # noqa: BLE001 - raised once all jobs are done
                         failures.add(names[i], exc, isinstance(exc, BenchmarkInterrupted))
                     bar.update()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: running trainings checkpoint and stop, no job starts
