@@ -11,7 +11,7 @@ with the given labels of the corrupted cases more than a run trained on clean la
         [--checkpoint best] [--json out.json]
 
 Prints one line per case and the median of each group of cases (the noise operation: `erode`,
-`dilate`, ..., `none` for the cases left clean) per run.
+`dilate`, ..., else the protocol such as `sfda`; `none` for the cases left clean) per run.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ def fit_row(pred: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict[str,
 
 
 def noise_ops(report: Path) -> dict[str, str]:
-    """Case id → the noise operation of `noise_report.csv` ('none' for a case left clean)."""
+    """Case id → the noise operation of `noise_report.csv`: the morphological op ('erode', ...),
+    else the protocol ('sfda', ...; 'none' for a case left clean)."""
     with report.open(newline="") as f:
-        return {r["case"]: json.loads(r["operation"]).get("op", "none") for r in csv.DictReader(f)}
+        ops = {r["case"]: json.loads(r["operation"]) for r in csv.DictReader(f)}
+    return {case: op.get("op") or op.get("protocol", "none") for case, op in ops.items()}
 
 
 def group_medians(rows: list[dict]) -> dict[str, dict[str, float]]:

@@ -33,10 +33,11 @@ def test_noise_ops_and_group_medians(tmp_path):
     report.write_text('case,corrupted,operation\n'
                       'a,1,"{""op"": ""erode"", ""size"": 9}"\n'
                       'b,0,"{""protocol"": ""none""}"\n'
-                      'c,1,"{""op"": ""erode"", ""size"": 3}"\n')
+                      'c,1,"{""op"": ""erode"", ""size"": 3}"\n'
+                      'd,1,"{""protocol"": ""sfda"", ""seed"": 0}"\n')
     mod = _module()
     ops = mod.noise_ops(report)
-    assert ops == {"a": "erode", "b": "none", "c": "erode"}
+    assert ops == {"a": "erode", "b": "none", "c": "erode", "d": "sfda"}
     rows = [{"op": ops[c], "dice_clean": d, "dice_given": g, "volume_ratio": v}
             for c, d, g, v in (("a", 0.8, 0.5, 0.9), ("b", 0.9, 0.9, 1.0), ("c", 0.6, 0.7, 1.3))]
     m = mod.group_medians(rows)
