@@ -1,21 +1,19 @@
 """benchmarks/combine_results.py: later files win, runs regroup, tables by hand."""
 
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "combine_results.py"
+import bench_script
+
+SCRIPT = bench_script.BENCHMARKS / "combine_results.py"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "acdc_cpu.yaml"
 COLUMNS = ["level", "method", "seed", "case", "target", "dice", "iou", "hd95", "asd"]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("combine_results", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_script.load("combine_results")
 
 
 def _write(path: Path, rows: list[tuple]) -> Path:

@@ -1,7 +1,5 @@
 """benchmarks/meta_weight_separation.py: the per-class counts it reports, by hand."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,14 +7,12 @@ import torch
 
 from noisyseg.audit import auroc
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "meta_weight_separation.py"
+import bench_script
+
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("meta_weight_separation", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_script.load("meta_weight_separation")
 
 
 def test_class_rows_by_hand():

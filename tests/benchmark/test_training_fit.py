@@ -1,20 +1,16 @@
 """benchmarks/training_fit.py: its per-case numbers and per-noise medians, by hand."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "training_fit.py"
+import bench_script
+
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("training_fit", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_script.load("training_fit")
 
 
 def test_fit_row_by_hand():
