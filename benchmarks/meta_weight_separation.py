@@ -35,7 +35,7 @@ import torch
 
 from noisyseg.api import open_data
 from noisyseg.audit import auroc
-from noisyseg.config import MethodConfig, RunConfig
+from noisyseg.config import RunConfig
 from noisyseg.data.loader import step_batches, to_device
 from noisyseg.engine.checkpoint import load_checkpoint
 from noisyseg.engine.logger import TextLog
@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     if "optimizer" not in state:
         raise SystemExit(f"{args.checkpoint}: weights only (best.pt); give a run's last.pt, which this script resumes")
     source = state["config"]["method"]["name"]
-    dataset = open_data(args.data, args.trusted)
+    try:
+        dataset = open_data(args.data, args.trusted)
+    except DataError as exc:
+        raise SystemExit(str(exc)) from None
     if args.method:
         _as_method(state, args.method, json.loads(args.params or "{}"), dataset)
     elif args.params is not None:

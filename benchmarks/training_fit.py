@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyseg import api
+from noisyseg.errors import NoisySegError
 from noisyseg.runinfo import package_versions
 
 
@@ -72,8 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     if not report.is_file():
         raise SystemExit(f"{report}: not found (give a benchmark's noisy copy)")
     ops = noise_ops(report)
-    refs = api.split_cases(api.open_data(data), "train")
-    models = {run: api.load_run(run, checkpoint=args.checkpoint) for run in args.runs}
+    try:
+        refs = api.split_cases(api.open_data(data), "train")
+        models = {run: api.load_run(run, checkpoint=args.checkpoint) for run in args.runs}
+    except NoisySegError as exc:
+        raise SystemExit(str(exc)) from None
     rows: dict[str, list[dict]] = {run: [] for run in args.runs}
     for ref in refs:
         case = ref.load()

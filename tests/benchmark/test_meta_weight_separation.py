@@ -33,7 +33,7 @@ def test_class_rows_by_hand():
     assert np.isnan(rows[0]["wrong_pos"])  # class 0 has no wrong labels
 
 
-def test_a_missing_or_weights_only_checkpoint_is_refused_in_one_line(tmp_path):
+def test_a_missing_or_weights_only_checkpoint_or_missing_data_is_refused_in_one_line(tmp_path):
     """best.pt holds the weights only (the script resumes the run, which needs last.pt)."""
     mod = _module()
     best = tmp_path / "best.pt"
@@ -42,6 +42,11 @@ def test_a_missing_or_weights_only_checkpoint_is_refused_in_one_line(tmp_path):
         with pytest.raises(SystemExit) as exc:
             mod.main(["--checkpoint", str(path), "--data", str(tmp_path), "--trusted", str(tmp_path / "t.txt")])
         assert str(path) in str(exc.value) and words in str(exc.value) and "\n" not in str(exc.value)
+    last = tmp_path / "last.pt"
+    torch.save({"method": {}, "optimizer": {}, "step": 3, "config": {"method": {"name": "metadcseg"}}}, last)
+    with pytest.raises(SystemExit) as exc:  # a data folder that is not there
+        mod.main(["--checkpoint", str(last), "--data", str(tmp_path / "nodata"), "--trusted", str(tmp_path / "t.txt")])
+    assert str(tmp_path / "nodata") in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_decision_counts_by_hand():

@@ -42,8 +42,16 @@ def test_noise_ops_and_group_medians(tmp_path):
     assert m["none"]["cases"] == 1 and m["none"]["dice_clean"] == pytest.approx(0.9)
 
 
-def test_a_folder_without_noise_report_is_refused_in_one_line(tmp_path):
+def test_a_folder_without_noise_report_or_a_missing_run_is_refused_in_one_line(tmp_path, mni_small):
     with pytest.raises(SystemExit) as exc:
         _module().main(["--data", str(tmp_path), str(tmp_path / "run")])
     msg = str(exc.value)
     assert "noise_report.csv" in msg and str(tmp_path) in msg and "\n" not in msg
+    (mni_small / "noise_report.csv").write_text("case,corrupted,operation\n")
+    try:
+        with pytest.raises(SystemExit) as exc:
+            _module().main(["--data", str(mni_small), str(tmp_path / "no_run")])
+    finally:
+        (mni_small / "noise_report.csv").unlink()
+    msg = str(exc.value)
+    assert str(tmp_path / "no_run") in msg and "\n" not in msg
