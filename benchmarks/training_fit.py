@@ -1,9 +1,10 @@
 """Does a trained run memorise its noisy training labels? Its prediction on its own training
 cases against their given (noisy) and clean labels, grouped by the noise each case got.
 
-For every training case of a benchmark's noisy copy (it keeps the clean labels beside the noisy
-ones and says in `noise_report.csv` what was done to each case) and every run given, the Dice of
-the prediction's foreground (any class > 0) against the clean and against the given foreground,
+For every case outside the test split of a benchmark's noisy copy (the runs' training and
+validation cases; the copy keeps the clean labels beside the noisy ones and says in
+`noise_report.csv` what was done to each case) and every run given, the Dice of the prediction's
+foreground (any class > 0) against the clean and against the given foreground,
 and the predicted foreground volume over the clean one. A run that memorises the noise agrees
 with the given labels of the corrupted cases more than a run trained on clean labels does.
 
@@ -26,19 +27,16 @@ import numpy as np
 
 from noisyseg import api
 from noisyseg.errors import NoisySegError
+from noisyseg.metrics.overlap import dice
 from noisyseg.runinfo import package_versions
 
 
 def fit_row(pred: np.ndarray, given: np.ndarray, clean: np.ndarray) -> dict[str, float]:
-    """Foreground (> 0) Dice of `pred` against the clean and the given labels, and the predicted
-    over the clean foreground volume. All label maps (*S) of the same shape."""
+    """Foreground (> 0) Dice of `pred` against the clean and the given labels (`metrics.overlap.dice`:
+    NaN when both are empty), and the predicted over the clean foreground volume. All label maps
+    (*S) of the same shape."""
     p, g, c = pred > 0, given > 0, clean > 0
-
-    def dice(a: np.ndarray, b: np.ndarray) -> float:
-        total = a.sum() + b.sum()
-        return 2.0 * (a & b).sum() / total if total else 1.0
-
-    return {"dice_clean": float(dice(p, c)), "dice_given": float(dice(p, g)),
+    return {"dice_clean": dice(p, c), "dice_given": dice(p, g),
             "volume_ratio": float(p.sum() / c.sum()) if c.any() else float("nan")}
 
 
@@ -83,10 +81,11 @@ def main(argv: list[str] | None = None) -> None:
         case = ref.load()
         if case.clean_label is None:
             raise SystemExit(f"{data}: case {case.id} has no clean label (give a benchmark's noisy copy)")
-        line = [case.id, ops.get(case.id, "none")]
+        op = ops.get(case.id, "none")
+        line = [case.id, op]
         for run, (method, info, cfg) in models.items():
             pred = api.predict_image(method, case.image, info, cfg, case.spacing).argmax(0)
-            r = {"case": case.id, "op": ops.get(case.id, "none"), **fit_row(pred, case.label, case.clean_label)}
+            r = {"case": case.id, "op": op, **fit_row(pred, case.label, case.clean_label)}
             rows[run].append(r)
             line.append(f"{r['dice_clean']:.3f}/{r['dice_given']:.3f}/{r['volume_ratio']:.2f}")
         print(" ".join(line), flush=True)
