@@ -473,3 +473,34 @@ def test_a_run_trained_under_other_defaults_is_refused(tiny_bench, tmp_path):
     done.write_text(json.dumps(legacy))
     result = run_benchmark(cfg, out, progress=False)
     assert {r["method"] for r in result.rows} >= {"clcs"}
+
+
+def test_changing_the_tested_checkpoint_tests_finished_runs_again_without_training(tiny_bench, tmp_path):
+    """best.pt of one run is overwritten with zeroed weights (background everywhere: Dice 0), so the
+    rows tell which checkpoint was tested."""
+    import torch
+
+    from noisyseg.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg, shared_out, _ = tiny_bench
+    out = tmp_path / "out"
+    shutil.copytree(shared_out, out)
+    run = out / "runs" / "1" / "supervised" / "seed0"
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    best["method"] = {k: torch.zeros_like(v) for k, v in best["method"].items()}
+    save_checkpoint(run / "checkpoints" / "best.pt", best)
+    last_mtime = (run / "checkpoints" / "last.pt").stat().st_mtime_ns
+    trained_s = json.loads((run / "result.json").read_text())["train_seconds"]
+
+    def dice_of(result) -> list[float]:
+        return [r["dice"] for r in result.rows if r["method"] == "supervised"]
+
+    as_last = run_benchmark(cfg, out, benchmark_overrides={"checkpoint": "last"}, progress=False)
+    record = json.loads((run / "result.json").read_text())
+    assert record["checkpoint"] == "last" and record["train_seconds"] == trained_s
+    assert (run / "checkpoints" / "last.pt").stat().st_mtime_ns == last_mtime  # not trained again
+    assert "tested with each run's `last` checkpoint" in (out / "summary.md").read_text()
+    assert max(dice_of(as_last)) > 0.0
+    as_best = run_benchmark(cfg, out, progress=False)  # back to the config's 'best': tested again
+    assert json.loads((run / "result.json").read_text())["checkpoint"] == "best"
+    assert dice_of(as_best) == [0.0] * len(dice_of(as_last))

@@ -9,7 +9,8 @@ Layout of the output folder (everything a later run needs to resume)::
     OUT/runs/<level>/<method>/seed<k>/   a training run, its test predictions and result.json
     OUT/results.csv, summary.md, summary.json, figures/
 
-A run whose `result.json` exists is skipped; a run with a checkpoint but no result is
+A run whose `result.json` exists is skipped (only tested again when `benchmark.checkpoint`
+changed since); a run with a checkpoint but no result is
 resumed (`--resume` semantics, bit-identical on CPU); anything else in a run folder is
 an interrupted start and is cleared. Noisy datasets are reused once complete (they are
 written atomically). The results folder is the single source of truth for every launcher
@@ -173,14 +174,15 @@ def _run_config(cfg: RunConfig, spec: BenchmarkSpec, method: str, seed: int, max
     return raw
 
 
-def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention: str) -> list[dict]:
-    """Predict every test case with a trained run, write the predictions to
-    `run_dir/pred_test/`, and return one row per case and class/region."""
+def evaluate_run(run_dir: Path, test_cases: list[Case], ds: Dataset, convention: str,
+                 checkpoint: str = "best") -> list[dict]:
+    """Predict every test case with a trained run's `checkpoint` ('best' or 'last'), write the
+    predictions to `run_dir/pred_test/`, and return one row per case and class/region."""
     from .. import api
     from ..metrics import case_metrics
     from ..metrics.case_metrics import METRICS
 
-    method, info, rcfg = api.load_run(run_dir)
+    method, info, rcfg = api.load_run(run_dir, checkpoint)
     rows = []
     names = {str(i): n for i, n in enumerate(ds.class_names)}
     with atomic_dir(run_dir / "pred_test", overwrite=True) as tmp:
@@ -216,6 +218,17 @@ def _check_resolved(run_dir: Path, method: str, record: dict, resolved: dict) ->
                       "to retrain it, or choose another --out")
 
 
+def tested_checkpoint(record: dict) -> str:
+    """The checkpoint a result record was tested with (records older than the choice: 'best')."""
+    return record.get("checkpoint", "best")
+
+
+def needs_evaluation(run_dir: Path, spec: BenchmarkSpec) -> bool:
+    """Whether a run has no result yet or was tested with another checkpoint than `spec`'s."""
+    done = run_dir / "result.json"
+    return not done.is_file() or tested_checkpoint(json.loads(done.read_text())) != spec.checkpoint
+
+
 def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, out: Path, trusted_file: Path,
             test_cases: list[Case], ds: Dataset, max_steps: int | None, progress: bool) -> dict:
     """Train (or resume, or skip) one run and evaluate it; returns its result record."""
@@ -231,7 +244,13 @@ def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, ou
             raise ConfigError(f"{run_dir}: trained with method parameters {record.get('method_params')}, the config "
                               f"now says {params}; remove that run folder to retrain it, or choose another --out")
         _check_resolved(run_dir, method, record, resolved_method_params(method, params))
-        return {**record, "reused": True}  # finished by an earlier invocation (not written back)
+        if tested_checkpoint(record) == spec.checkpoint:
+            return {**record, "reused": True}  # finished by an earlier invocation (not written back)
+        record = {**record, "checkpoint": spec.checkpoint,  # tested with the other checkpoint: test again
+                  "rows": evaluate_run(run_dir, test_cases, ds, spec.convention, spec.checkpoint)}
+        with atomic_path(done) as tmp:
+            tmp.write_text(json.dumps(record, indent=2))
+        return {**record, "reused": True}
     resume = (run_dir / "checkpoints" / "last.pt").is_file()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # an interrupted start: nothing worth keeping
@@ -242,10 +261,10 @@ def run_one(key: RunKey, data_dir: Path, cfg: RunConfig, spec: BenchmarkSpec, ou
         raise BenchmarkInterrupted(f"{run_dir}: interrupted at step {res.steps_done}; "
                                    "run the same command again to resume")
     train_s = time.perf_counter() - t0
-    rows = evaluate_run(run_dir, test_cases, ds, spec.convention)
+    rows = evaluate_run(run_dir, test_cases, ds, spec.convention, spec.checkpoint)
     record = {"level": key.level, "method": key.method, "seed": key.seed, "method_params": params,
               "method_resolved_params": resolved_method_params(method, params),
-              "train_seconds": train_s, "resumed": resume, "rows": rows}
+              "train_seconds": train_s, "resumed": resume, "checkpoint": spec.checkpoint, "rows": rows}
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     return record
@@ -303,7 +322,7 @@ def run_job(job: Job, test_cases: list[Case] | None = None, wait: bool = True) -
             torch.set_num_threads(job.threads)
         with file_lock(run_dir.parent / f"{run_dir.name}.lock", wait):
             ds = open_dataset(job.clean_dir)
-            if test_cases is None and not (run_dir / "result.json").is_file():
+            if test_cases is None and needs_evaluation(run_dir, job.spec):
                 test_cases = [r.load() for r in test_refs(job.spec, ds)]
             return run_one(job.key, job.data_dir, job.cfg, job.spec, job.out, job.trusted_file, test_cases or [],
                            ds, job.max_steps, job.progress)
@@ -334,7 +353,7 @@ def run_sequential(jobs: list[Job], test_cases: list[Case], progress: bool) -> l
 
 def _check_same_benchmark(out: Path, resolved: dict) -> None:
     """A resumed benchmark must have the same data, noise, split and training config;
-    methods, seeds, the clean ceiling and the reported numbers may change."""
+    methods, seeds, the clean ceiling, the reported numbers and the tested checkpoint may change."""
     path = out / "benchmark.yaml"
     if not path.is_file():
         return
@@ -343,7 +362,7 @@ def _check_same_benchmark(out: Path, resolved: dict) -> None:
     def core(d: dict) -> dict:
         b = dict(d.get("benchmark", {}))
         for k in ("methods", "seeds", "reported", "reported_source", "name", "overlay_slices", "method_params",
-                  "slurm", "clean_ceiling"):
+                  "slurm", "clean_ceiling", "checkpoint"):
             b.pop(k, None)
         train = {k: v for k, v in d.get("train", {}).items() if k != "device"}  # where it runs changes nothing
         data = {k: v for k, v in d.get("data", {}).items()  # nor how batches are fed

@@ -127,6 +127,10 @@ class BenchmarkSpec(StrictModel):
             is 'all' or a level such as '0.4'. Dice and IoU in %, HD95 and ASD in mm.
         reported_source: where `reported` comes from (shown under the table).
         overlay_slices: test cases shown in the overlay grid.
+        checkpoint: the weights each run is tested with: 'best' (selected on the validation
+            cases, whose labels are as noisy as the training labels) or 'last' (the end of
+            training, as the LA / Pancreas papers test). Changing it re-evaluates finished runs
+            without training them again.
         slurm: resources of each job under `--launcher slurm` (see SlurmSpec).
     """
 
@@ -142,6 +146,7 @@ class BenchmarkSpec(StrictModel):
     reported: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
     reported_source: str = ""
     overlay_slices: int = Field(3, ge=0)
+    checkpoint: Literal["best", "last"] = "best"
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
     @field_validator("seeds", mode="before")

@@ -251,7 +251,8 @@ def write_summary(out: Path, spec: BenchmarkSpec, records: list[dict], ds: Datas
     unit = "mm" if ds.spacing_known else "pixels (the data carries no voxel spacing)"
     parts = [f"# {spec.name}", "",
              f"- data: `{spec.data}` ({len(test_cases)} test cases), noise: `{spec.noise.protocol}`, "
-             f"seeds: {spec.seeds}, metric convention: `{spec.convention}`",
+             f"seeds: {spec.seeds}, metric convention: `{spec.convention}`, tested with each run's "
+             f"`{spec.checkpoint}` checkpoint" + (" (selected on validation)" if spec.checkpoint == "best" else ""),
              f"- {spread}; Dice and IoU in %, HD95 and ASD in {unit}; best method per column in bold "
              "(among those trained on noisy labels)", ""]
     structures = ds.class_names[1:] if targets == ["mean"] and ds.num_classes > 2 else []
