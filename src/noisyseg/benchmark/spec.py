@@ -129,8 +129,7 @@ class BenchmarkSpec(StrictModel):
         overlay_slices: test cases shown in the overlay grid.
         checkpoint: the weights each run is tested with: 'best' (selected on the validation
             cases, whose labels are as noisy as the training labels) or 'last' (the end of
-            training, as the LA / Pancreas papers test). Changing it re-evaluates finished runs
-            without training them again.
+            training). Changing it re-evaluates finished runs without training them again.
         slurm: resources of each job under `--launcher slurm` (see SlurmSpec).
     """
 
