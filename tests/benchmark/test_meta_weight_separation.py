@@ -1,6 +1,5 @@
 """benchmarks/meta_weight_separation.py: the per-class counts it reports, by hand."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -8,7 +7,6 @@ import torch
 from noisyseg.audit import auroc
 
 import bench_script
-
 
 
 def _module():

@@ -8,7 +8,6 @@ import pytest
 import bench_script
 
 
-
 def _module():
     return bench_script.load("training_fit")
 

@@ -6,7 +6,7 @@ from pydantic import Field
 from torch import nn
 
 from ..config import StrictModel
-from .base import Method, StepInfo, StepOutput, mean_softmax
+from .base import Method, StepInfo, StepOutput, host_logs, mean_softmax
 from .losses import ce_dice_loss
 from .registry import register
 
@@ -39,7 +39,7 @@ class Ensemble(Method):
 
     def training_step(self, batch, info: StepInfo) -> StepOutput:
         losses = [ce_dice_loss(net(batch["image"]), batch["label"], batch.get("valid")) for net in self.nets]
-        return StepOutput(sum(losses), {f"loss/net{i + 1}": float(v.detach()) for i, v in enumerate(losses)})
+        return StepOutput(sum(losses), host_logs({f"loss/net{i + 1}": v.detach() for i, v in enumerate(losses)}))
 
     def predict_proba(self, x):
         """Mean of the networks' softmax (N, K, *S), float32."""
