@@ -400,6 +400,9 @@ def test_a_pool_launch_gives_the_workers_free_runs_while_another_launch_holds_on
     """Two workers, seeds 0-2, seed 0 locked by another launch: both workers train (seed 2 starts
     before seed 1 ends) instead of one of them waiting on seed 0; seed 0 is trained last."""
     cfg = write_config(tmp_path / "p.yaml", mni_small, methods=["supervised"], seeds=[0, 1, 2], clean_ceiling=False)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["train"]["max_steps"] = 24  # a run outlasts a worker's start-up on a loaded machine
+    cfg.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
     runs = out / "runs" / "1" / "supervised"
     seen = {}
