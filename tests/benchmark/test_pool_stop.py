@@ -72,3 +72,14 @@ def test_sigterm_to_the_launcher_alone_stops_its_running_job_and_starts_no_other
     worker = int(started.read_text())
     with pytest.raises(ProcessLookupError):  # the pool process is gone too
         os.kill(worker, 0)
+
+
+def test_the_stopped_run_names_the_interruption_whatever_order_the_refused_jobs_finish_in():
+    from noisyseg.benchmark.launch import _Failures, _NotStarted
+
+    failures = _Failures()
+    failures.add("b", _NotStarted("not started: the benchmark was stopped"), True)
+    failures.add("a", BenchmarkInterrupted("a: interrupted at step 3"), True)
+    failures.add("c", _NotStarted("not started: the benchmark was stopped"), True)
+    with pytest.raises(BenchmarkInterrupted, match="a: interrupted at step 3"):
+        failures.raise_any()

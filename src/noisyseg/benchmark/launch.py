@@ -28,6 +28,10 @@ class BenchmarkInterrupted(Exception):
     benchmark resumes it (the run is not evaluated or recorded as finished)."""
 
 
+class _NotStarted(BenchmarkInterrupted):
+    """A job the pool refused because the launch was already stopping."""
+
+
 class LockBusy(Exception):
     """`file_lock(..., wait=False)` found the lock held by another process."""
 
@@ -73,7 +77,7 @@ def _pool_job(fn: Callable[[Any], dict], job: Any) -> dict:
     its runs, or the launcher was asked to stop) or the launcher is gone (jobs it had already
     handed to the pool would otherwise go on without it)."""
     if _STOPPING.is_set() or os.getppid() != _LAUNCHER:
-        raise BenchmarkInterrupted("not started: the benchmark was stopped; run the same command again to resume")
+        raise _NotStarted("not started: the benchmark was stopped; run the same command again to resume")
     try:
         return fn(job)
     except BenchmarkInterrupted:
@@ -125,11 +129,11 @@ class _Failures:
 
     def __init__(self):
         self.errors: list[tuple[str, BaseException]] = []
-        self.interrupted: list[str] = []
+        self.interrupted: list[BenchmarkInterrupted] = []
 
     def add(self, name: str, exc: BaseException, interrupted: bool) -> None:
         if interrupted:
-            self.interrupted.append(str(exc))
+            self.interrupted.append(exc)
         else:
             self.errors.append((name, exc))
 
@@ -142,7 +146,9 @@ class _Failures:
             raise RuntimeError(f"{name}: {type(exc).__name__}: {exc}{more}; finished runs are kept, run the same "
                                "command again to retry") from exc
         if self.interrupted:
-            raise BenchmarkInterrupted(self.interrupted[0])
+            # the run that was stopped names the cause; jobs refused after it finish in any order
+            ran = [e for e in self.interrupted if not isinstance(e, _NotStarted)]
+            raise BenchmarkInterrupted(str((ran or self.interrupted)[0]))
 
 
 def run_pool(fn: Callable[[Any], dict], jobs: Sequence[Any], names: Sequence[str], workers: int, gpus: int,
