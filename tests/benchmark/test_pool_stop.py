@@ -21,8 +21,8 @@ def _job(folder: str) -> dict:
     a folder holding `interrupt` is interrupted at once."""
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "started").write_text(str(os.getpid()))
     with StopFlag() as flag:
+        (path / "started").write_text(str(os.getpid()))  # once the handlers are in place
         deadline = time.monotonic() + (0 if (path / "interrupt").exists() else 60)
         while not flag.requested and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -63,7 +63,6 @@ def test_sigterm_to_the_launcher_alone_stops_its_running_job_and_starts_no_other
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert started.exists()
-    time.sleep(0.3)  # the job is in its wait (its StopFlag installed)
     proc.send_signal(signal.SIGTERM)  # the launcher only, as `kill PID` does
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 3 and "resume" in out
