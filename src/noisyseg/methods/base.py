@@ -195,6 +195,16 @@ def selection_log_values(selections: Sequence[torch.Tensor], label: torch.Tensor
     return names, torch.cat(values)
 
 
+def selection_host_values(names: Sequence[str], values: Sequence[torch.Tensor], selections: Sequence[torch.Tensor],
+                          batch: dict, num_classes: int) -> dict[str, float]:
+    """`host_values(names, values)`, plus `selection_log_values` of `selections` (per class)
+    when the batch holds ``clean_label`` (benchmarks); one device-to-host copy."""
+    if "clean_label" in batch:
+        sel_names, sel_values = selection_log_values(selections, batch["label"], batch["clean_label"], num_classes)
+        names, values = [*names, *sel_names], [*values, sel_values]
+    return host_values(names, values)
+
+
 def class_counts(label: torch.Tensor, num_classes: int, weight: torch.Tensor | None = None) -> torch.Tensor:
     """(K,) number (or summed `weight`) of the pixels of each class, without a host sync
     (`torch.bincount` and boolean-mask indexing synchronise with the device on CUDA).

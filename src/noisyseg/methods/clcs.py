@@ -30,9 +30,8 @@ from .base import (
     StepInfo,
     StepOutput,
     class_counts,
-    host_values,
     mean_softmax,
-    selection_log_values,
+    selection_host_values,
 )
 from .losses import RCE_LOG_FLOOR, ce_dice_loss, one_hot, reverse_ce_from_p, soft_dice_loss, weighted_mean, \
     with_valid  # reverse_ce_from_p, RCE_LOG_FLOOR: re-exported
@@ -331,12 +330,7 @@ class CLCS(Method):
         clean_per_class = class_counts(label, k, clean.float())
         names = [f"threshold/c{c}" for c in range(k)] + [f"clean_frac/c{c}" for c in range(k)] + list(terms)
         values = [thr.float(), clean_per_class / per_class, torch.stack([v.float() for v in terms.values()])]
-        if "clean_label" in batch:
-            sel_names, sel_values = selection_log_values([clean], batch["label"], batch["clean_label"],
-                                                        self.num_classes)
-            names += sel_names
-            values.append(sel_values)
-        return host_values(names, values)  # 0/0 → NaN (undefined)
+        return selection_host_values(names, values, [clean], batch, self.num_classes)  # 0/0 → NaN (undefined)
 
     # ------------------------------------------------------------------ inference
 

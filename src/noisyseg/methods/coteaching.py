@@ -29,9 +29,8 @@ from .base import (
     Method,
     StepInfo,
     StepOutput,
-    host_values,
     mean_softmax,
-    selection_log_values,
+    selection_host_values,
 )
 from .losses import one_hot, pixel_ce, soft_dice_loss, weighted_mean
 from .registry import register
@@ -210,12 +209,7 @@ class CoTeaching(Method):
         """Every scalar of the step in one tensor, copied to the host once."""
         names = [f"kept/net{n + 1}" for n in range(len(sels))] + [f"loss/net{n + 1}" for n in range(len(losses))]
         values = [torch.stack([s.float().mean() for s in sels]), torch.stack([v.detach().float() for v in losses])]
-        if "clean_label" in batch:
-            sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"],
-                                                        self.num_classes)
-            names += sel_names
-            values.append(sel_values)
-        return {"forget_rate": rate, **host_values(names, values)}
+        return {"forget_rate": rate, **selection_host_values(names, values, sels, batch, self.num_classes)}
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the two networks' softmax (N, K, *S), or one network by `params.inference`."""

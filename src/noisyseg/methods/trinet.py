@@ -26,9 +26,8 @@ from .base import (
     Method,
     StepInfo,
     StepOutput,
-    host_values,
     mean_softmax,
-    selection_log_values,
+    selection_host_values,
 )
 from .coteaching import CoTeaching, selected_loss, small_loss_mask
 from .losses import one_hot, pixel_ce
@@ -156,12 +155,7 @@ class TriNet(Method):
                  + [f"loss/net{i + 1}" for i in range(n)])
         values = [torch.stack([a.float().mean() for a in agrees]), torch.stack([s.float().mean() for s in sels]),
                   torch.stack([v.detach().float() for v in losses])]
-        if "clean_label" in batch:
-            sel_names, sel_values = selection_log_values(sels, batch["label"], batch["clean_label"],
-                                                        self.num_classes)
-            names += sel_names
-            values.append(sel_values)
-        return {"forget_rate": rate, **host_values(names, values)}
+        return {"forget_rate": rate, **selection_host_values(names, values, sels, batch, self.num_classes)}
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the three networks' softmax (N, K, *S), or one network by `params.inference`."""
