@@ -163,7 +163,7 @@ def evaluate(
 @handle_errors
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="output folder"),
-    quick: bool = typer.Option(False, help="a smaller run: fewer slices and steps (under 3 minutes on 2 CPU cores)"),
+    quick: bool = typer.Option(False, help="a smaller run: fewer slices and steps (about a minute on 2 CPU cores)"),
     task: str = typer.Option("mni", help=f"{one_of(DEMO_TASKS)} (mni: 2D brain tissue, real anatomy)"),
     methods: Optional[str] = typer.Option(None, help=f"comma-separated methods (default: "
                                                      f"{', '.join(DEMO_METHODS)}), each {one_of(METHODS)}"),
