@@ -356,10 +356,10 @@ def test_two_launches_on_one_folder_train_each_run_once(tmp_path, mni_small):
 
 
 def _other_launch_holding(lock: Path, until: list[Path], timeout: float,
-                          watch: Callable[[bool], None]) -> threading.Thread:
+                          on_release: Callable[[], None]) -> threading.Thread:
     """A thread standing for another launch: it takes `lock` and holds it until every `until` exists or
-    `timeout` seconds pass, calling `watch(False)` at each poll and `watch(True)` just before it
-    lets go. Returns the started thread once the lock is held."""
+    `timeout` seconds pass, and calls `on_release()` just before it lets go. Returns the started
+    thread once the lock is held."""
     from noisyseg.benchmark.launch import file_lock
 
     held = threading.Event()
@@ -369,9 +369,8 @@ def _other_launch_holding(lock: Path, until: list[Path], timeout: float,
             held.set()
             deadline = time.monotonic() + timeout
             while not all(p.is_file() for p in until) and time.monotonic() < deadline:
-                watch(False)
                 time.sleep(0.05)
-            watch(True)
+            on_release()
 
     thread = threading.Thread(target=hold)
     thread.start()
@@ -386,11 +385,10 @@ def test_a_one_worker_launch_trains_the_other_runs_while_another_launch_holds_on
     runs = out / "runs" / "1" / "supervised"
     seed1_done_while_held = []
 
-    def watch(last: bool) -> None:
-        if last:
-            seed1_done_while_held.append((runs / "seed1" / "result.json").is_file())
+    def on_release() -> None:
+        seed1_done_while_held.append((runs / "seed1" / "result.json").is_file())
 
-    other = _other_launch_holding(runs / "seed0.lock", [runs / "seed1" / "result.json"], 90, watch)
+    other = _other_launch_holding(runs / "seed0.lock", [runs / "seed1" / "result.json"], 90, on_release)
     result = run_benchmark(cfg, out, progress=False)
     other.join()
     assert seed1_done_while_held == [True]  # before: the launch waited on seed 0 and seed 1 never started
@@ -406,13 +404,12 @@ def test_a_pool_launch_trains_the_free_runs_and_the_held_one_once_it_is_let_go(t
     runs = out / "runs" / "1" / "supervised"
     seen = {}
 
-    def watch(last: bool) -> None:
-        if last:
-            seen["seed0_free_while_held"] = not (runs / "seed0" / "result.json").is_file()
-            seen["seeds_1_2_done_while_held"] = all((runs / f"seed{k}" / "result.json").is_file() for k in (1, 2))
+    def on_release() -> None:
+        seen["seed0_free_while_held"] = not (runs / "seed0" / "result.json").is_file()
+        seen["seeds_1_2_done_while_held"] = all((runs / f"seed{k}" / "result.json").is_file() for k in (1, 2))
 
     other = _other_launch_holding(runs / "seed0.lock", [runs / f"seed{k}" / "result.json" for k in (1, 2)], 180,
-                                  watch)
+                                  on_release)
     result = run_benchmark(cfg, out, progress=False, workers=2, threads=1)
     other.join()
     assert seen == {"seed0_free_while_held": True, "seeds_1_2_done_while_held": True}

@@ -129,7 +129,7 @@ class _Failures:
 
     def __init__(self):
         self.errors: list[tuple[str, BaseException]] = []
-        self.interrupted: list[BenchmarkInterrupted] = []
+        self.interrupted: list[BaseException] = []  # a submitit job's error text says it was interrupted
 
     def add(self, name: str, exc: BaseException, interrupted: bool) -> None:
         if interrupted:
